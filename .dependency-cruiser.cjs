@@ -1,0 +1,73 @@
+// Keeps the layers of docs/architecture.md true as the code grows: dependencies point one way, and
+// each third-party library stays in the one layer that owns it.
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: "leaf-modules-import-nothing",
+      comment: "errors, clock and duration are leaves",
+      severity: "error",
+      from: { path: "^src/(errors|clock|duration)\\.ts$" },
+      to: { path: "^src/" },
+    },
+    {
+      name: "core-has-no-io-shell",
+      comment: "jwt, rules, ca, resources never reach up into join, http, metrics, audit or wiring",
+      severity: "error",
+      from: { path: "^src/(jwt|rules|ca|resources)" },
+      to: { path: "^src/(join|http|metrics|audit|commands|config|agent|cli)" },
+    },
+    {
+      name: "join-has-no-http",
+      severity: "error",
+      from: { path: "^src/join/" },
+      to: { path: "^src/(http|metrics|audit|commands|cli)|node_modules/express" },
+    },
+    {
+      name: "listeners-do-not-reach-into-join-logic",
+      comment: "metrics and audit only consume join events (types)",
+      severity: "error",
+      from: { path: "^src/(metrics|audit)/" },
+      to: { path: "^src/(join/(?!events)|http|commands|jwt|ca|resources)" },
+    },
+    {
+      name: "jose-only-in-jwt",
+      severity: "error",
+      from: { pathNot: "^src/jwt/" },
+      to: { path: "node_modules/jose" },
+    },
+    {
+      name: "yaml-only-in-resource-loading",
+      severity: "error",
+      from: { pathNot: "^src/resources/" },
+      to: { path: "node_modules/yaml" },
+    },
+    {
+      name: "express-only-in-http",
+      severity: "error",
+      from: { pathNot: "^src/http/" },
+      to: { path: "node_modules/express" },
+    },
+    {
+      name: "prom-client-only-in-metrics",
+      severity: "error",
+      from: { pathNot: "^src/metrics/" },
+      to: { path: "node_modules/prom-client" },
+    },
+    {
+      name: "no-circular",
+      severity: "error",
+      from: {},
+      to: { circular: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: "node_modules" },
+    tsConfig: { fileName: "tsconfig.json" },
+    tsPreCompilationDeps: true,
+    enhancedResolveOptions: {
+      exportsFields: ["exports"],
+      conditionNames: ["import", "require", "node", "default"],
+    },
+  },
+};

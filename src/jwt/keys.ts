@@ -1,0 +1,214 @@
+import { createHash, createPublicKey, type KeyObject } from "node:crypto";
+
+/** Signature algorithms a service-account JWT may use. Everything else (none, HS*) is refused. */
+export const ALLOWED_ALGORITHMS = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+] as const;
+export type JwsAlgorithm = (typeof ALLOWED_ALGORITHMS)[number];
+
+const RSA_ALGORITHMS: readonly JwsAlgorithm[] = [
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+];
+const EC_ALGORITHM_BY_CURVE: Readonly<Record<string, JwsAlgorithm>> = {
+  "P-256": "ES256",
+  "P-384": "ES384",
+  "P-521": "ES512",
+};
+const MIN_RSA_BITS = 2048;
+const PRIVATE_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] as const;
+
+/** One imported, usable public key of a JWKS. */
+export interface VerificationKey {
+  /** `kid` as published; undefined when the JWK has none. */
+  readonly kid: string | undefined;
+  readonly key: KeyObject;
+  readonly kty: "RSA" | "EC" | "OKP";
+  /** The algorithms this key may verify (narrowed by the JWK's own `alg` when present). */
+  readonly algorithms: ReadonlySet<JwsAlgorithm>;
+  /** base64url(sha256(SPKI DER)): what kube-apiserver >= 1.16 uses as `kid`. */
+  readonly spkiSha256: string;
+}
+
+/**
+ * A parsed, validated key set. Immutable; `revision` changes whenever the set of keys changes, so
+ * caches keyed by it never serve a result verified under keys that are gone.
+ */
+export class KeySet {
+  readonly keys: readonly VerificationKey[];
+  readonly revision: string;
+  readonly #byKid: ReadonlyMap<string, readonly VerificationKey[]>;
+
+  constructor(keys: readonly VerificationKey[]) {
+    this.keys = keys;
+    const byKid = new Map<string, VerificationKey[]>();
+    for (const k of keys) {
+      if (k.kid === undefined || k.kid === "") continue;
+      byKid.set(k.kid, [...(byKid.get(k.kid) ?? []), k]);
+    }
+    this.#byKid = byKid;
+    this.revision = createHash("sha256")
+      .update(
+        keys.map((k) => `${k.kid ?? ""}|${k.spkiSha256}|${[...k.algorithms].join(",")}`).join("\n"),
+      )
+      .digest("base64url")
+      .slice(0, 22);
+  }
+
+  /** Whether a key with exactly this non-empty `kid` is in the set. */
+  hasKid(kid: string): boolean {
+    return this.#byKid.has(kid);
+  }
+
+  /**
+   * Candidate keys for a JWT header: by `kid` when the token names one (kube >= 1.16 uses the SPKI
+   * hash, EKS an opaque id); every key fitting `alg` when the token's kid is empty or absent (kube
+   * < 1.16). A named kid that is not in the set yields no candidates: never fall back to trying all.
+   */
+  candidates(kid: string | undefined, alg: JwsAlgorithm): readonly VerificationKey[] {
+    if (kid !== undefined && kid !== "") {
+      return (this.#byKid.get(kid) ?? []).filter((k) => k.algorithms.has(alg));
+    }
+    return this.keys.filter((k) => k.algorithms.has(alg));
+  }
+}
+
+export type JwksParseResult =
+  | { readonly ok: true; readonly keySet: KeySet; readonly warnings: readonly string[] }
+  | { readonly ok: false; readonly problems: readonly string[] };
+
+/**
+ * Parses a JWKS document (as served at `/openid/v1/jwks`) and imports every key once. Problems are
+ * returned, all of them, as messages relative to the JWKS (`keys[1].kid: duplicate ...`): the
+ * caller prefixes file and field position.
+ */
+export function parseJwks(text: string): JwksParseResult {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    const hashLine = /^\s*#/m.test(text)
+      ? " A line starting with '#' inside the jwks block is part of the JSON text, not a YAML comment: remove it."
+      : "";
+    return { ok: false, problems: [`not valid JSON (${(err as Error).message}).${hashLine}`] };
+  }
+  if (!isPlainObject(doc) || !Array.isArray(doc["keys"])) {
+    return { ok: false, problems: ['must be a JSON object with a "keys" array (a JWKS)'] };
+  }
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const keys: VerificationKey[] = [];
+  const seenKids = new Map<string, number>();
+  doc["keys"].forEach((jwk: unknown, i: number) => {
+    const where = `keys[${i}]`;
+    if (!isPlainObject(jwk)) {
+      problems.push(`${where}: must be a JSON object`);
+      return;
+    }
+    const found = PRIVATE_MEMBERS.filter((m) => m in jwk);
+    if (found.length > 0) {
+      problems.push(
+        `${where}: contains private key material (${found.join(", ")}): publish only public keys`,
+      );
+      return;
+    }
+    const kid = jwk["kid"];
+    if (kid !== undefined && typeof kid !== "string") {
+      problems.push(`${where}.kid: must be a string`);
+      return;
+    }
+    if (typeof kid === "string" && kid !== "") {
+      const first = seenKids.get(kid);
+      if (first !== undefined) {
+        problems.push(`${where}.kid: duplicate kid "${kid}" (also keys[${first}])`);
+        return;
+      }
+      seenKids.set(kid, i);
+    }
+    if (jwk["use"] !== undefined && jwk["use"] !== "sig") {
+      warnings.push(`${where}: skipped, "use" is ${JSON.stringify(jwk["use"])}, not "sig"`);
+      return;
+    }
+    const imported = importJwk(jwk, where);
+    if (typeof imported === "string") problems.push(imported);
+    else keys.push({ ...imported, kid: typeof kid === "string" ? kid : undefined });
+  });
+  if (problems.length > 0) return { ok: false, problems };
+  if (keys.length === 0) {
+    return { ok: false, problems: ["holds no usable asymmetric public signing key"] };
+  }
+  return { ok: true, keySet: new KeySet(keys), warnings };
+}
+
+function importJwk(
+  jwk: Record<string, unknown>,
+  where: string,
+): Omit<VerificationKey, "kid"> | string {
+  const kty = jwk["kty"];
+  let algorithms: JwsAlgorithm[];
+  let publicJwk: Record<string, unknown>;
+  switch (kty) {
+    case "RSA":
+      algorithms = [...RSA_ALGORITHMS];
+      publicJwk = { kty, n: jwk["n"], e: jwk["e"] };
+      break;
+    case "EC": {
+      const alg = EC_ALGORITHM_BY_CURVE[String(jwk["crv"])];
+      if (alg === undefined)
+        return `${where}.crv: unsupported EC curve ${JSON.stringify(jwk["crv"])}`;
+      algorithms = [alg];
+      publicJwk = { kty, crv: jwk["crv"], x: jwk["x"], y: jwk["y"] };
+      break;
+    }
+    case "OKP":
+      if (jwk["crv"] !== "Ed25519") {
+        return `${where}.crv: unsupported OKP curve ${JSON.stringify(jwk["crv"])} (only Ed25519)`;
+      }
+      algorithms = ["EdDSA"];
+      publicJwk = { kty, crv: jwk["crv"], x: jwk["x"] };
+      break;
+    case "oct":
+      return `${where}.kty: symmetric keys ("oct") are never accepted: service-account tokens are signed with asymmetric keys`;
+    default:
+      return `${where}.kty: unsupported key type ${JSON.stringify(kty)} (RSA, EC or OKP)`;
+  }
+  if (jwk["alg"] !== undefined) {
+    const alg = jwk["alg"] as JwsAlgorithm;
+    if (!algorithms.includes(alg)) {
+      return `${where}.alg: ${JSON.stringify(jwk["alg"])} does not fit a ${kty} key`;
+    }
+    algorithms = [alg];
+  }
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: publicJwk as never, format: "jwk" });
+  } catch (err) {
+    return `${where}: not a valid ${String(kty)} public key (${(err as Error).message})`;
+  }
+  if (kty === "RSA") {
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < MIN_RSA_BITS)
+      return `${where}: RSA key of ${bits} bits is too small (at least ${MIN_RSA_BITS})`;
+  }
+  const spkiSha256 = createHash("sha256")
+    .update(key.export({ type: "spki", format: "der" }))
+    .digest("base64url");
+  return { key, kty, algorithms: new Set(algorithms), spkiSha256 };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
