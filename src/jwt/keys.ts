@@ -23,11 +23,12 @@ const RSA_ALGORITHMS: readonly JwsAlgorithm[] = [
   "PS384",
   "PS512",
 ];
-const EC_ALGORITHM_BY_CURVE: Readonly<Record<string, JwsAlgorithm>> = {
-  "P-256": "ES256",
-  "P-384": "ES384",
-  "P-521": "ES512",
-};
+// A Map, not an object literal: a JWK's `crv` of "constructor" or "__proto__" must find nothing.
+const EC_ALGORITHM_BY_CURVE: ReadonlyMap<unknown, JwsAlgorithm> = new Map([
+  ["P-256", "ES256"],
+  ["P-384", "ES384"],
+  ["P-521", "ES512"],
+]);
 const MIN_RSA_BITS = 2048;
 const PRIVATE_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] as const;
 
@@ -60,9 +61,13 @@ export class KeySet {
       byKid.set(k.kid, [...(byKid.get(k.kid) ?? []), k]);
     }
     this.#byKid = byKid;
+    // Sorted: the order of keys in the document changes nothing a verification can observe.
     this.revision = createHash("sha256")
       .update(
-        keys.map((k) => `${k.kid ?? ""}|${k.spkiSha256}|${[...k.algorithms].join(",")}`).join("\n"),
+        keys
+          .map((k) => `${k.kid ?? ""}|${k.spkiSha256}|${[...k.algorithms].sort().join(",")}`)
+          .sort()
+          .join("\n"),
       )
       .digest("base64url")
       .slice(0, 22);
@@ -118,7 +123,7 @@ export function parseJwks(text: string): JwksParseResult {
       problems.push(`${where}: must be a JSON object`);
       return;
     }
-    const found = PRIVATE_MEMBERS.filter((m) => m in jwk);
+    const found = PRIVATE_MEMBERS.filter((m) => Object.hasOwn(jwk, m));
     if (found.length > 0) {
       problems.push(
         `${where}: contains private key material (${found.join(", ")}): publish only public keys`,
@@ -166,7 +171,7 @@ function importJwk(
       publicJwk = { kty, n: jwk["n"], e: jwk["e"] };
       break;
     case "EC": {
-      const alg = EC_ALGORITHM_BY_CURVE[String(jwk["crv"])];
+      const alg = EC_ALGORITHM_BY_CURVE.get(jwk["crv"]);
       if (alg === undefined)
         return `${where}.crv: unsupported EC curve ${JSON.stringify(jwk["crv"])}`;
       algorithms = [alg];
