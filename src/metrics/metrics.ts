@@ -1,0 +1,182 @@
+/**
+ * Prometheus metrics of the join service, on a registry of their own (never prom-client's global
+ * one, so two services in one process, as in tests, never mix their numbers).
+ *
+ * Label values are all bounded: `result` and `type` are fixed sets, `code` is an error code from
+ * `src/errors.ts`, `kind` is `bot` or `token`, and `issuer` is an issuer an admin configured. A
+ * token name from a request, a JWT, a client address or a service-account name is never a label.
+ *
+ * The list, with types and labels, is in docs/operations.md.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { ERROR_CODES } from "../errors.ts";
+import type { JoinAttempt, JoinListener } from "../join/events.ts";
+
+export interface Metrics {
+  /** The Content-Type of `render()`'s text, for the `/metrics` response. */
+  readonly contentType: string;
+  /** The exposition text of this instance's registry. */
+  render(): Promise<string>;
+  /** Counts a join attempt: result and code, latency, certificates issued, cache hit or miss. */
+  readonly onJoin: JoinListener;
+  /** Counts a resource reload by result; a good one also sets the last-good-reload time. */
+  recordReload(ok: boolean, at: Date): void;
+  /** The number of resources serving now, by kind. */
+  setResourcesLoaded(counts: { bot: number; token: number }): void;
+  /** Counts one request refused by the per-client rate limit. */
+  recordRateLimited(): void;
+  /** The number of entries in the verified-token cache now. */
+  setCacheEntries(n: number): void;
+  /** Counts one fetch of an `oidc` token's issuer keys (discovery + JWKS) by result. */
+  recordKeyFetch(issuer: string, ok: boolean): void;
+  /** The age of the key set kube-join holds for an `oidc` issuer. */
+  setKeySetAge(issuer: string, seconds: number): void;
+}
+
+const PREFIX = "kube_join_";
+
+/** `code` label value of a successful attempt: not an error code, so it never collides with one. */
+const SUCCESS_CODE = "ok";
+
+const REDUNDANT_DEFAULT_GAUGES = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
+
+/**
+ * Joins verify a JWT (cached or not) and sign two certificates: milliseconds when healthy. The
+ * upper buckets catch a starved event loop or a slow disk.
+ */
+const JOIN_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/**
+ * Creates the metrics of one service instance, including prom-client's default process and
+ * Node.js metrics (`process_*`, `nodejs_*`), all registered on a new registry.
+ *
+ * @example
+ * const metrics = createMetrics();
+ * joinService.on("attempt", metrics.onJoin);
+ * app.get("/metrics", async (_req, res) => res.type(metrics.contentType).send(await metrics.render()));
+ */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  // These three gauges break the naming convention (`_total` is for counters, so `promtool check
+  // metrics` flags them) and only repeat the sum of their by-type siblings
+  // (`sum(nodejs_active_handles)`), so they go.
+  for (const name of REDUNDANT_DEFAULT_GAUGES) registry.removeSingleMetric(name);
+
+  const attempts = new Counter({
+    name: `${PREFIX}attempts_total`,
+    help: `Join attempts by result (success, failure) and code (the error code, or "${SUCCESS_CODE}").`,
+    labelNames: ["result", "code"] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: `${PREFIX}attempt_duration_seconds`,
+    help: "Time to answer a join attempt, from request to certificates or error, by result.",
+    labelNames: ["result"] as const,
+    buckets: JOIN_DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const certificates = new Counter({
+    name: `${PREFIX}certificates_issued_total`,
+    help: "Certificates issued to bots, by type (tls, ssh).",
+    labelNames: ["type"] as const,
+    registers: [registry],
+  });
+  const cacheLookups = new Counter({
+    name: `${PREFIX}verified_token_cache_lookups_total`,
+    help: "Lookups in the verified-token cache by result (hit, miss).",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  const cacheEntries = new Gauge({
+    name: `${PREFIX}verified_token_cache_entries`,
+    help: "Entries in the verified-token cache.",
+    registers: [registry],
+  });
+  const resources = new Gauge({
+    name: `${PREFIX}resources_loaded`,
+    help: "Resources serving now, by kind (bot, token).",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
+  const reloads = new Counter({
+    name: `${PREFIX}reloads_total`,
+    help: "Resource reloads by result (success, failure); a failed reload keeps the previous set.",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  const lastReload = new Gauge({
+    name: `${PREFIX}last_successful_reload_timestamp_seconds`,
+    help: "Unix time of the last load or reload of the resources that succeeded.",
+    registers: [registry],
+  });
+  const rateLimited = new Counter({
+    name: `${PREFIX}rate_limited_requests_total`,
+    help: "Requests refused by the per-client rate limit.",
+    registers: [registry],
+  });
+  const keyFetches = new Counter({
+    name: `${PREFIX}oidc_key_fetches_total`,
+    help: "Fetches of an oidc issuer's discovery document and JWKS, by issuer and result.",
+    labelNames: ["issuer", "result"] as const,
+    registers: [registry],
+  });
+  const keySetAge = new Gauge({
+    name: `${PREFIX}oidc_key_set_age_seconds`,
+    help: "Age of the key set held for an oidc issuer.",
+    labelNames: ["issuer"] as const,
+    registers: [registry],
+  });
+
+  // Series that exist from the start, so `rate()` and alerts see a zero instead of nothing.
+  attempts.inc({ result: "success", code: SUCCESS_CODE }, 0);
+  for (const code of ERROR_CODES) attempts.inc({ result: "failure", code }, 0);
+  for (const type of ["tls", "ssh"]) certificates.inc({ type }, 0);
+  for (const result of ["hit", "miss"]) cacheLookups.inc({ result }, 0);
+  for (const result of ["success", "failure"]) reloads.inc({ result }, 0);
+  for (const kind of ["bot", "token"]) resources.set({ kind }, 0);
+  cacheEntries.set(0);
+  rateLimited.inc(0);
+
+  const onJoin = (attempt: JoinAttempt): void => {
+    const { outcome } = attempt;
+    const result = outcome.ok ? "success" : "failure";
+    attempts.inc({ result, code: outcome.ok ? SUCCESS_CODE : outcome.code });
+    duration.observe({ result }, Math.max(0, attempt.durationSeconds));
+    if (outcome.ok) {
+      certificates.inc({ type: "tls" });
+      certificates.inc({ type: "ssh" });
+    }
+    if (attempt.cache !== undefined) cacheLookups.inc({ result: attempt.cache });
+  };
+
+  return {
+    contentType: registry.contentType,
+    render: () => registry.metrics(),
+    onJoin,
+    recordReload(ok, at) {
+      reloads.inc({ result: ok ? "success" : "failure" });
+      if (ok) lastReload.set(at.getTime() / 1000);
+    },
+    setResourcesLoaded(counts) {
+      resources.set({ kind: "bot" }, counts.bot);
+      resources.set({ kind: "token" }, counts.token);
+    },
+    recordRateLimited() {
+      rateLimited.inc();
+    },
+    setCacheEntries(n) {
+      cacheEntries.set(n);
+    },
+    recordKeyFetch(issuer, ok) {
+      keyFetches.inc({ issuer, result: ok ? "success" : "failure" });
+    },
+    setKeySetAge(issuer, seconds) {
+      keySetAge.set({ issuer }, seconds);
+    },
+  };
+}
