@@ -12,6 +12,10 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     summary: "check PATH...               validate bot and token YAML as the service would load it",
     load: () => import("./commands/check.ts"),
   },
+  agent: {
+    summary: "agent --server URL ...      join, write and keep renewing a bot identity",
+    load: () => import("./commands/agent.ts"),
+  },
 };
 
 export function usage(): string {

@@ -1,0 +1,182 @@
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
+import type { IncomingMessage } from "node:http";
+import { AgentError } from "./agent-error.ts";
+
+/** The body of `POST /v1/join` (docs/agent.md, issue 4). */
+export interface JoinRequestBody {
+  readonly token: string;
+  readonly role: "Bot";
+  readonly id_token: string;
+  readonly public_tls_key: string;
+  readonly public_ssh_key: string;
+  readonly expires: string;
+}
+
+/** A 200 answer of `POST /v1/join`, shape-checked. */
+export interface JoinResponseBody {
+  readonly bot_name: string;
+  readonly user: string;
+  readonly expires: string;
+  readonly tls_cert: string;
+  readonly ssh_cert: string;
+  readonly tls_ca_certs: readonly string[];
+  readonly ssh_ca_keys: readonly string[];
+  readonly join_attrs: Readonly<Record<string, unknown>>;
+}
+
+export interface JoinTransport {
+  readonly server: URL;
+  /** PEM trust anchors for an https:// server; when set they replace the system CAs entirely. */
+  readonly ca: string | undefined;
+  readonly timeoutMs: number;
+  readonly signal?: AbortSignal;
+}
+
+const MAX_RESPONSE_BYTES = 1024 * 1024;
+
+/**
+ * Sends one join request and returns the issued identity, or throws `AgentError` with the
+ * server's error code (status and `Retry-After` attached), or a local code when there is no
+ * usable answer (`server_unreachable`, `bad_response`).
+ */
+export async function postJoin(
+  transport: JoinTransport,
+  body: JoinRequestBody,
+): Promise<JoinResponseBody> {
+  const { status, headers, text } = await send(transport, JSON.stringify(body));
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (status === 200) {
+    const identity = asJoinResponse(parsed);
+    if (identity === undefined) {
+      throw new AgentError(
+        "bad_response",
+        "HTTP 200 without the identity fields of POST /v1/join",
+        {
+          status,
+        },
+      );
+    }
+    return identity;
+  }
+  const retryAfterMs = parseRetryAfter(headers["retry-after"]);
+  const error = isRecord(parsed) && isRecord(parsed["error"]) ? parsed["error"] : undefined;
+  const code = error?.["code"];
+  const message = error?.["message"];
+  if (typeof code !== "string" || !/^[a-z][a-z0-9_]{0,63}$/.test(code)) {
+    throw new AgentError("bad_response", `HTTP ${status} without a kube-join error body`, {
+      status,
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    });
+  }
+  // The message is the server's, written to be safe to show this caller; cap its size anyway.
+  const safeMessage = typeof message === "string" ? message.slice(0, 500) : "";
+  throw new AgentError(code, safeMessage, {
+    status,
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  });
+}
+
+function send(
+  transport: JoinTransport,
+  payload: string,
+): Promise<{ status: number; headers: IncomingMessage["headers"]; text: string }> {
+  const url = new URL("/v1/join", transport.server);
+  const secure = url.protocol === "https:";
+  const request = secure ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const unreachable = (err: Error): void =>
+      reject(new AgentError("server_unreachable", `${url.origin}: ${describe(err)}`));
+    const req = request(
+      url,
+      {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(payload),
+          accept: "application/json",
+        },
+        timeout: transport.timeoutMs,
+        ...(transport.signal === undefined ? {} : { signal: transport.signal }),
+        // Only the given anchors: `ca` replaces Node's bundled roots, so a public CA can never
+        // vouch for a kube-join server.
+        ...(secure ? { ca: transport.ca ?? [], rejectUnauthorized: true } : {}),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on("data", (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            req.destroy();
+            reject(new AgentError("bad_response", "response larger than 1 MiB"));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            text: Buffer.concat(chunks).toString("utf8"),
+          }),
+        );
+        res.on("error", unreachable);
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${transport.timeoutMs} ms`)));
+    req.on("error", unreachable);
+    req.end(payload);
+  });
+}
+
+function describe(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === undefined ? err.message : `${code}: ${err.message}`;
+}
+
+function parseRetryAfter(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d{1,6}$/.test(value.trim())) return undefined;
+  return Number(value.trim()) * 1000;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === "string");
+}
+
+function asJoinResponse(value: unknown): JoinResponseBody | undefined {
+  if (!isRecord(value)) return undefined;
+  const { bot_name, user, expires, tls_cert, ssh_cert, tls_ca_certs, ssh_ca_keys, join_attrs } =
+    value;
+  if (
+    typeof bot_name !== "string" ||
+    typeof user !== "string" ||
+    typeof expires !== "string" ||
+    typeof tls_cert !== "string" ||
+    typeof ssh_cert !== "string" ||
+    !isStringArray(tls_ca_certs) ||
+    !isStringArray(ssh_ca_keys) ||
+    (join_attrs !== undefined && !isRecord(join_attrs))
+  ) {
+    return undefined;
+  }
+  return {
+    bot_name,
+    user,
+    expires,
+    tls_cert,
+    ssh_cert,
+    tls_ca_certs,
+    ssh_ca_keys,
+    join_attrs: join_attrs ?? {},
+  };
+}

@@ -1,0 +1,192 @@
+import { readFile } from "node:fs/promises";
+import { AgentError } from "./agent-error.ts";
+import { backoffDelay } from "./backoff.ts";
+import type { JoinRequestBody, JoinResponseBody } from "./client.ts";
+import { buildIdentityFiles } from "./identity.ts";
+import type { IdentitySummary } from "./identity.ts";
+import type { AgentKey } from "./keys.ts";
+import type { AgentOptions } from "./options.ts";
+import { readCurrentIdentity, writeIdentitySet } from "./store.ts";
+import type { IdentityFs } from "./store.ts";
+
+/** One structured log line; the command writes it as JSON on stderr. */
+export interface AgentLogRecord {
+  readonly time: string;
+  readonly level: "info" | "warn" | "error";
+  readonly msg: string;
+  readonly [field: string]: unknown;
+}
+
+/** Everything the agent does to the outside world, injectable so tests run on a fixed clock. */
+export interface AgentDeps {
+  readonly now: () => Date;
+  /** Waits `ms`, or less when `signal` aborts; never rejects. */
+  readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** A number in [0, 1) for backoff jitter. */
+  readonly random: () => number;
+  readonly log: (record: AgentLogRecord) => void;
+  readonly generateKey: () => Promise<AgentKey>;
+  /** Sends `POST /v1/join`; throws `AgentError` with the server's code on a refusal. */
+  readonly join: (body: JoinRequestBody, signal: AbortSignal) => Promise<JoinResponseBody>;
+  readonly readToken?: (path: string) => Promise<string>;
+  readonly fs?: IdentityFs;
+}
+
+/**
+ * One join: read the service-account token afresh (the kubelet rotates it), generate a new key
+ * pair, ask the server, check the answer certifies that key, and write the set atomically.
+ * Throws `AgentError` (server code or a local one) and leaves the previous set untouched.
+ */
+export async function joinOnce(
+  options: AgentOptions,
+  deps: AgentDeps,
+  signal: AbortSignal,
+): Promise<IdentitySummary> {
+  const idToken = await readServiceAccountToken(options.tokenPath, deps.readToken);
+  const key = await deps.generateKey();
+  const requestedExpiry = new Date(deps.now().getTime() + options.ttlMs);
+  const response = await deps.join(
+    {
+      token: options.tokenName,
+      role: "Bot",
+      id_token: idToken,
+      public_tls_key: key.publicKeyPem,
+      public_ssh_key: key.sshPublicKey,
+      expires: requestedExpiry.toISOString().replace(/\.\d{3}Z$/, "Z"),
+    },
+    signal,
+  );
+  const now = deps.now();
+  const { files, summary } = buildIdentityFiles(response, key, now);
+  await writeIdentitySet(options.outputDir, files, {
+    now,
+    ...(deps.fs === undefined ? {} : { fs: deps.fs }),
+  });
+  return summary;
+}
+
+/**
+ * The agent: join, then renew every `renewEveryMs` (sooner when the server granted a shorter
+ * lifetime: at most a third of what is left), backing off with jitter after failures. A failure
+ * never removes the current identity. Returns the exit code: in `oneshot` mode 0 after one good
+ * join and 1 after a failed one; otherwise 0 once `signal` aborts (SIGTERM).
+ */
+export async function runAgent(
+  options: AgentOptions,
+  deps: AgentDeps,
+  signal: AbortSignal,
+): Promise<number> {
+  const log = (level: AgentLogRecord["level"], msg: string, fields: object): void =>
+    deps.log({ time: deps.now().toISOString(), level, msg, ...fields });
+  let current = (await readCurrentIdentity(options.outputDir).catch(() => undefined))?.summary;
+  let failures = 0;
+  log("info", "agent starting", {
+    event: "agent.start",
+    server: options.server.origin,
+    token: options.tokenName,
+    output: options.outputDir,
+    ttl_ms: options.ttlMs,
+    renew_every_ms: options.renewEveryMs,
+    oneshot: options.oneshot,
+    existing_identity_expires: current?.expires ?? null,
+  });
+
+  while (!signal.aborted) {
+    try {
+      const summary = await joinOnce(options, deps, signal);
+      current = summary;
+      failures = 0;
+      const remainingMs = Date.parse(summary.expires) - deps.now().getTime();
+      const nextMs = Math.max(
+        Math.min(options.renewEveryMs, Math.floor(remainingMs / 3)),
+        options.backoffInitialMs,
+      );
+      log("info", "identity renewed", {
+        event: "agent.join",
+        outcome: "success",
+        bot: summary.bot,
+        expires: summary.expires,
+        tls_serial: summary.tls_serial,
+        ssh_serial: summary.ssh_serial,
+        pod: podOf(summary),
+        ...(options.oneshot ? {} : { next_renewal_in_ms: nextMs }),
+      });
+      if (options.oneshot) return 0;
+      await deps.sleep(nextMs, signal);
+    } catch (err) {
+      if (signal.aborted) break;
+      const error = asAgentError(err);
+      failures += 1;
+      const delayMs = Math.max(
+        backoffDelay(
+          failures,
+          { initialMs: options.backoffInitialMs, maxMs: options.backoffMaxMs },
+          deps.random,
+        ),
+        error.retryAfterMs ?? 0,
+      );
+      const stillValid =
+        current !== undefined && Date.parse(current.expires) > deps.now().getTime();
+      log("error", "join failed", {
+        event: "agent.join",
+        outcome: "failure",
+        code: error.code,
+        message: error.message,
+        status: error.status ?? null,
+        consecutive_failures: failures,
+        identity_expires: current?.expires ?? null,
+        identity_valid: stillValid,
+        ...(options.oneshot ? {} : { retry_in_ms: delayMs }),
+      });
+      if (options.oneshot) return 1;
+      await deps.sleep(delayMs, signal);
+    }
+  }
+  log("info", "agent stopped", { event: "agent.stop", identity_expires: current?.expires ?? null });
+  return 0;
+}
+
+/** Waits `ms` on the real clock; resolves early (never rejects) when `signal` aborts. */
+export function sleepUnlessAborted(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+async function readServiceAccountToken(
+  path: string,
+  read: ((path: string) => Promise<string>) | undefined,
+): Promise<string> {
+  let text: string;
+  try {
+    text = await (read ?? ((p: string) => readFile(p, "utf8")))(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    throw new AgentError("token_unreadable", `cannot read the token file ${path}: ${code}`);
+  }
+  const token = text.trim();
+  if (token === "") throw new AgentError("token_unreadable", `the token file ${path} is empty`);
+  return token;
+}
+
+function asAgentError(err: unknown): AgentError {
+  if (err instanceof AgentError) return err;
+  // A bug, not a refusal: keep the agent alive and retrying, but say so plainly.
+  return new AgentError("agent_internal", err instanceof Error ? err.message : String(err));
+}
+
+function podOf(summary: IdentitySummary): string | null {
+  const kubernetes = summary.join_attrs["kubernetes"];
+  if (typeof kubernetes === "object" && kubernetes !== null && "pod" in kubernetes) {
+    const pod = (kubernetes as { pod: unknown }).pod;
+    if (typeof pod === "string") return pod;
+  }
+  return null;
+}
