@@ -1,0 +1,414 @@
+import {
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  webcrypto,
+  X509Certificate as NodeX509Certificate,
+  type KeyObject,
+} from "node:crypto";
+import { join } from "node:path";
+import { x509 } from "./peculiar-x509.ts";
+import { ConfigError, JoinError } from "../errors.ts";
+import { encodeJoinAttributes, type JoinAttributes } from "./join-attributes.ts";
+import {
+  ensurePrivateDirectory,
+  fileExists,
+  readPrivateKeyFile,
+  readTextFile,
+  writeNewFileAtomically,
+} from "./key-files.ts";
+import { parseSshPublicKey, type SshPublicKey, type TlsPublicKey } from "./public-keys.ts";
+import {
+  createSshCertificateIssuer,
+  INTERNAL_JOIN_PRINCIPAL,
+  SSH_EXTENSION,
+  type SshCertificateIssuer,
+} from "./ssh.ts";
+import {
+  createX509LeafIssuer,
+  keyIdentifierOf,
+  signatureSchemeOf,
+  toPem,
+  type X509LeafIssuer,
+} from "./x509.ts";
+
+export interface AuthorityOptions {
+  /** The cluster name: CN and O of the CA certificate, trust domain of the bots' SPIFFE IDs. */
+  clusterName: string;
+  /** Where generated keys live (directory 0700, files 0600, written atomically). */
+  dataDir: string;
+  /** Key type of a newly generated TLS CA (an existing key is kept whatever its type). */
+  tlsKeyAlgorithm?: "ecdsa-p256" | "rsa-2048";
+  /** Load the CA from these files instead of `dataDir` (a Kubernetes Secret mount). */
+  files?: { tlsKeyFile: string; tlsCertFile: string; sshKeyFile: string };
+  /** Further CAs to trust (exported, never used to sign): the old CA during a rotation. */
+  extraTrusted?: { tlsCertFiles?: string[]; sshPublicKeyFiles?: string[] };
+}
+
+/** Names of the files `loadOrCreateAuthority` keeps in `dataDir`. */
+export const DATA_DIR_FILES = {
+  tlsKeyFile: "tls-ca.key",
+  tlsCertFile: "tls-ca.crt",
+  sshKeyFile: "ssh-ca.key",
+} as const;
+
+export interface BotCertificateRequest {
+  botName: string;
+  roles: readonly string[];
+  logins: readonly string[];
+  joinAttrs: JoinAttributes;
+  tlsPublicKey: TlsPublicKey;
+  sshPublicKey: SshPublicKey;
+  /** From `resolveCertificateLifetime`; truncated to whole seconds in the certificates. */
+  notBeforeMs: number;
+  notAfterMs: number;
+}
+
+export interface IssuedCertificates {
+  /** PEM X.509 certificate. */
+  tlsCert: string;
+  /** `<type>-cert-v01@openssh.com <base64> bot-<name>`. */
+  sshCert: string;
+  /** Hex serial of the X.509 certificate. */
+  tlsSerial: string;
+  /** Decimal serial of the SSH certificate. */
+  sshSerial: string;
+  /** The validity both certificates carry (whole seconds). */
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface CertificateAuthority {
+  readonly clusterName: string;
+  /** What relying parties trust: PEM CA certificates and authorized_keys lines, active CA first. */
+  trusted(): { tlsCaCerts: readonly string[]; sshCaKeys: readonly string[] };
+  /** Signs a bot's keys. Synchronous: the hot path of a join. */
+  issueBotCertificates(request: BotCertificateRequest): IssuedCertificates;
+}
+
+const CA_LIFETIME_MS = 3652 * 24 * 3600 * 1000; // 10 years
+const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+const BOT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+
+/**
+ * Loads the bot CA, generating it on first start. With `files`, loads a TLS key + certificate
+ * and an SSH key from there; otherwise uses (and fills) `dataDir`. Never overwrites a key.
+ * Throws ConfigError naming the file when a key or certificate is missing, unreadable, corrupt,
+ * mismatched, or a key is readable by group or others.
+ *
+ * @example const ca = await loadOrCreateAuthority({ clusterName: "example.com", dataDir: "/var/lib/kube-join" });
+ */
+export async function loadOrCreateAuthority(
+  options: AuthorityOptions,
+  nowMs: number = Date.now(),
+): Promise<CertificateAuthority> {
+  const { clusterName } = options;
+  if (typeof clusterName !== "string" || !CLUSTER_NAME.test(clusterName)) {
+    throw new ConfigError([
+      "clusterName: must be letters, digits, '.', '-' or '_' (it becomes a SPIFFE trust domain)",
+    ]);
+  }
+  const algorithm = options.tlsKeyAlgorithm ?? "ecdsa-p256";
+  if (algorithm !== "ecdsa-p256" && algorithm !== "rsa-2048") {
+    throw new ConfigError(["tlsKeyAlgorithm: must be ecdsa-p256 or rsa-2048"]);
+  }
+
+  let tls: TlsCa;
+  let sshKey: KeyObject;
+  if (options.files) {
+    tls = loadTlsCa(options.files.tlsKeyFile, options.files.tlsCertFile, nowMs);
+    sshKey = loadSshCaKey(options.files.sshKeyFile);
+  } else {
+    ensurePrivateDirectory(options.dataDir);
+    tls = await loadOrCreateTlsCa(options.dataDir, clusterName, algorithm, nowMs);
+    sshKey = loadOrCreateSshCaKey(options.dataDir);
+  }
+
+  const tlsCaCerts = [tls.certPem, ...loadExtraTlsCerts(options.extraTrusted?.tlsCertFiles ?? [])];
+  const ssh = createSshCertificateIssuer(sshKey);
+  const sshCaKeys = [
+    ssh.caPublicKeyLine,
+    ...loadExtraSshKeys(options.extraTrusted?.sshPublicKeyFiles ?? []),
+  ];
+  const leafIssuer = createX509LeafIssuer({
+    certDer: tls.certDer,
+    subjectKeyId: tls.subjectKeyId,
+    privateKey: tls.key,
+  });
+  return new BotCertificateAuthority(
+    clusterName,
+    {
+      tlsCaCerts: Object.freeze([...new Set(tlsCaCerts)]),
+      sshCaKeys: Object.freeze([...new Set(sshCaKeys)]),
+    },
+    leafIssuer,
+    ssh,
+  );
+}
+
+class BotCertificateAuthority implements CertificateAuthority {
+  constructor(
+    readonly clusterName: string,
+    private readonly exported: { tlsCaCerts: readonly string[]; sshCaKeys: readonly string[] },
+    private readonly x509Issuer: X509LeafIssuer,
+    private readonly sshIssuer: SshCertificateIssuer,
+  ) {}
+
+  trusted(): { tlsCaCerts: readonly string[]; sshCaKeys: readonly string[] } {
+    return this.exported;
+  }
+
+  issueBotCertificates(request: BotCertificateRequest): IssuedCertificates {
+    checkRequest(request);
+    const notBeforeSeconds = Math.floor(request.notBeforeMs / 1000);
+    const notAfterSeconds = Math.floor(request.notAfterMs / 1000);
+    const notBefore = new Date(notBeforeSeconds * 1000);
+    const notAfter = new Date(notAfterSeconds * 1000);
+    const keyId = `bot-${request.botName}`;
+    const joinAttributesJson = encodeJoinAttributes(request.joinAttrs);
+
+    const tls = this.x509Issuer.issue({
+      commonName: keyId,
+      organizations: request.roles,
+      uri: `spiffe://${this.clusterName}/bot/${request.botName}`,
+      botName: request.botName,
+      joinAttributesJson,
+      spkiDer: request.tlsPublicKey.spkiDer,
+      notBefore,
+      notAfter,
+    });
+    const ssh = this.sshIssuer.issue({
+      publicKey: request.sshPublicKey,
+      keyId,
+      principals: [...new Set(request.logins), INTERNAL_JOIN_PRINCIPAL],
+      validAfter: notBeforeSeconds,
+      validBefore: notAfterSeconds,
+      extensions: {
+        [SSH_EXTENSION.permitPty]: "",
+        [SSH_EXTENSION.permitPortForwarding]: "",
+        [SSH_EXTENSION.roles]: JSON.stringify({ version: "v1", roles: request.roles }),
+        [SSH_EXTENSION.botName]: request.botName,
+        [SSH_EXTENSION.joinAttributes]: joinAttributesJson,
+      },
+    });
+    return {
+      tlsCert: tls.pem,
+      sshCert: ssh.line,
+      tlsSerial: tls.serialHex,
+      sshSerial: ssh.serial,
+      notBefore,
+      notAfter,
+    };
+  }
+}
+
+/** The request comes from verified, validated data: a bad one is a programming error. */
+function checkRequest(request: BotCertificateRequest): void {
+  if (!BOT_NAME.test(request.botName)) {
+    throw new TypeError("botName must be letters, digits, '.', '-' or '_'");
+  }
+  for (const [field, values] of [
+    ["roles", request.roles],
+    ["logins", request.logins],
+  ] as const) {
+    if (!values.every((value) => typeof value === "string" && value.length > 0)) {
+      throw new TypeError(`${field} must be non-empty strings`);
+    }
+  }
+  if (
+    !Number.isFinite(request.notBeforeMs) ||
+    !Number.isFinite(request.notAfterMs) ||
+    Math.floor(request.notAfterMs / 1000) <= Math.floor(request.notBeforeMs / 1000)
+  ) {
+    throw new TypeError("notAfterMs must be at least a second after notBeforeMs");
+  }
+}
+
+interface TlsCa {
+  readonly key: KeyObject;
+  readonly certPem: string;
+  readonly certDer: Buffer;
+  readonly subjectKeyId: Buffer;
+}
+
+async function loadOrCreateTlsCa(
+  dataDir: string,
+  clusterName: string,
+  algorithm: "ecdsa-p256" | "rsa-2048",
+  nowMs: number,
+): Promise<TlsCa> {
+  const keyFile = join(dataDir, DATA_DIR_FILES.tlsKeyFile);
+  const certFile = join(dataDir, DATA_DIR_FILES.tlsCertFile);
+  const haveKey = fileExists(keyFile);
+  const haveCert = fileExists(certFile);
+  if (haveKey || haveCert) {
+    // One without the other is damage to repair by hand, never a reason to replace a key.
+    return loadTlsCa(keyFile, certFile, nowMs);
+  }
+  const { privateKey } =
+    algorithm === "rsa-2048"
+      ? generateKeyPairSync("rsa", { modulusLength: 2048 })
+      : generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const certDer = await createCaCertificate(privateKey, clusterName, algorithm, nowMs);
+  writeNewFileAtomically(
+    keyFile,
+    privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+    0o600,
+  );
+  writeNewFileAtomically(certFile, toPem("CERTIFICATE", certDer), 0o600);
+  return loadTlsCa(keyFile, certFile, nowMs);
+}
+
+/** The self-signed CA certificate (off the hot path, so a well-kept ASN.1 library builds it). */
+async function createCaCertificate(
+  privateKey: KeyObject,
+  clusterName: string,
+  algorithm: "ecdsa-p256" | "rsa-2048",
+  nowMs: number,
+): Promise<Buffer> {
+  const crypto = webcrypto;
+  const keyAlgorithm =
+    algorithm === "rsa-2048"
+      ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
+      : { name: "ECDSA", namedCurve: "P-256" };
+  const signingAlgorithm =
+    algorithm === "rsa-2048" ? keyAlgorithm : { name: "ECDSA", hash: "SHA-256" };
+  const keys = {
+    privateKey: await crypto.subtle.importKey(
+      "pkcs8",
+      privateKey.export({ type: "pkcs8", format: "der" }),
+      keyAlgorithm,
+      false,
+      ["sign"],
+    ),
+    publicKey: await crypto.subtle.importKey(
+      "spki",
+      createPublicKey(privateKey).export({ type: "spki", format: "der" }),
+      keyAlgorithm,
+      true,
+      ["verify"],
+    ),
+  };
+  const serial = randomBytes(16);
+  serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
+  const certificate = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: serial.toString("hex"),
+      name: [{ O: [clusterName] }, { CN: [clusterName] }],
+      notBefore: new Date(nowMs - 60_000),
+      notAfter: new Date(nowMs + CA_LIFETIME_MS),
+      keys,
+      signingAlgorithm,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+          true,
+        ),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+      ],
+    },
+    crypto,
+  );
+  return Buffer.from(certificate.rawData);
+}
+
+function loadTlsCa(keyFile: string, certFile: string, nowMs: number): TlsCa {
+  const key = readPrivateKeyFile(keyFile, "the TLS CA private key");
+  try {
+    signatureSchemeOf(key);
+  } catch {
+    throw new ConfigError([
+      `${keyFile}: the TLS CA key type is not supported (use ECDSA P-256/P-384, RSA or Ed25519)`,
+    ]);
+  }
+  const certText = readTextFile(certFile, "the TLS CA certificate");
+  let cert: NodeX509Certificate;
+  try {
+    cert = new NodeX509Certificate(certText);
+  } catch {
+    throw new ConfigError([`${certFile}: the TLS CA certificate is not a valid PEM certificate`]);
+  }
+  if (!cert.ca) {
+    throw new ConfigError([
+      `${certFile}: the certificate is not a CA certificate (basicConstraints)`,
+    ]);
+  }
+  if (!cert.checkPrivateKey(key)) {
+    throw new ConfigError([
+      `${certFile}: the certificate does not match the private key ${keyFile}`,
+    ]);
+  }
+  if (Date.parse(cert.validTo) <= nowMs) {
+    throw new ConfigError([`${certFile}: the TLS CA certificate expired on ${cert.validTo}`]);
+  }
+  const certDer = cert.raw;
+  const ski = new x509.X509Certificate(certDer).getExtension(x509.SubjectKeyIdentifierExtension);
+  const subjectKeyId = ski
+    ? Buffer.from(ski.keyId, "hex")
+    : keyIdentifierOf(cert.publicKey.export({ type: "spki", format: "der" }));
+  return { key, certPem: toPem("CERTIFICATE", certDer), certDer, subjectKeyId };
+}
+
+function loadOrCreateSshCaKey(dataDir: string): KeyObject {
+  const keyFile = join(dataDir, DATA_DIR_FILES.sshKeyFile);
+  if (!fileExists(keyFile)) {
+    const { privateKey } = generateKeyPairSync("ed25519");
+    writeNewFileAtomically(
+      keyFile,
+      privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+      0o600,
+    );
+  }
+  return loadSshCaKey(keyFile);
+}
+
+function loadSshCaKey(keyFile: string): KeyObject {
+  const key = readPrivateKeyFile(keyFile, "the SSH CA private key");
+  if (key.asymmetricKeyType !== "ed25519") {
+    throw new ConfigError([`${keyFile}: the SSH CA key must be Ed25519`]);
+  }
+  return key;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+function loadExtraTlsCerts(files: readonly string[]): string[] {
+  const pems: string[] = [];
+  for (const file of files) {
+    const blocks = readTextFile(file, "the trusted TLS CA certificate file").match(PEM_CERTIFICATE);
+    if (!blocks) throw new ConfigError([`${file}: contains no PEM certificate`]);
+    blocks.forEach((block, index) => {
+      let cert: NodeX509Certificate;
+      try {
+        cert = new NodeX509Certificate(block);
+      } catch {
+        throw new ConfigError([`${file}: certificate ${index + 1} is not a valid certificate`]);
+      }
+      if (!cert.ca)
+        throw new ConfigError([`${file}: certificate ${index + 1} is not a CA certificate`]);
+      pems.push(toPem("CERTIFICATE", cert.raw));
+    });
+  }
+  return pems;
+}
+
+function loadExtraSshKeys(files: readonly string[]): string[] {
+  const lines: string[] = [];
+  for (const file of files) {
+    const before = lines.length;
+    const text = readTextFile(file, "the trusted SSH CA key file");
+    text.split("\n").forEach((line, index) => {
+      if (line.trim() === "" || line.trim().startsWith("#")) return;
+      try {
+        const key = parseSshPublicKey(line);
+        lines.push(`${key.type} ${key.blob.toString("base64")}`);
+      } catch (error) {
+        if (!(error instanceof JoinError)) throw error;
+        throw new ConfigError([`${file}:${index + 1}: ${error.message}`]);
+      }
+    });
+    if (lines.length === before) throw new ConfigError([`${file}: contains no SSH public key`]);
+  }
+  return lines;
+}

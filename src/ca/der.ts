@@ -1,0 +1,181 @@
+/**
+ * The few DER (X.690) encodings bot certificates need, written by hand so that issuing a
+ * certificate costs little more than its signature: a general ASN.1 library spends about ten
+ * times the signature on serialising one TBSCertificate. Every function returns finished TLV
+ * bytes; callers concatenate them. Off the hot path (CA creation, tests) use @peculiar/x509.
+ */
+
+/** Tag numbers used by kube-join's certificates (universal class unless noted). */
+export const TAG = {
+  boolean: 0x01,
+  integer: 0x02,
+  bitString: 0x03,
+  octetString: 0x04,
+  null: 0x05,
+  oid: 0x06,
+  utf8String: 0x0c,
+  printableString: 0x13,
+  ia5String: 0x16,
+  utcTime: 0x17,
+  generalizedTime: 0x18,
+  sequence: 0x30,
+  set: 0x31,
+} as const;
+
+function lengthBytes(length: number): Buffer {
+  if (length < 0x80) return Buffer.of(length);
+  if (length < 0x100) return Buffer.of(0x81, length);
+  if (length < 0x10000) return Buffer.of(0x82, length >> 8, length & 0xff);
+  if (length < 0x1000000) return Buffer.of(0x83, length >> 16, (length >> 8) & 0xff, length & 0xff);
+  throw new RangeError(`DER value of ${length} bytes is too large`);
+}
+
+/** A TLV with the given tag byte whose value is the concatenation of `parts`. */
+export function tlv(tag: number, ...parts: readonly Uint8Array[]): Buffer {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  return Buffer.concat([Buffer.of(tag), lengthBytes(length), ...parts]);
+}
+
+export function sequence(...parts: readonly Uint8Array[]): Buffer {
+  return tlv(TAG.sequence, ...parts);
+}
+
+/** A SET OF whose elements the caller has already put in DER order (or which has one element). */
+export function set(...parts: readonly Uint8Array[]): Buffer {
+  return tlv(TAG.set, ...parts);
+}
+
+/** `[n] EXPLICIT` (constructed, context-specific). */
+export function explicit(tagNumber: number, ...parts: readonly Uint8Array[]): Buffer {
+  return tlv(0xa0 | tagNumber, ...parts);
+}
+
+/** `[n] IMPLICIT` of a primitive type (context-specific, primitive). */
+export function implicitPrimitive(tagNumber: number, value: Uint8Array): Buffer {
+  return tlv(0x80 | tagNumber, value);
+}
+
+/** INTEGER from unsigned big-endian magnitude bytes (leading zeros stripped, sign byte added). */
+export function unsignedInteger(magnitude: Uint8Array): Buffer {
+  let start = 0;
+  while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
+  const trimmed = magnitude.subarray(start);
+  const needsSignByte = (trimmed[0] ?? 0) & 0x80;
+  return needsSignByte ? tlv(TAG.integer, Buffer.of(0), trimmed) : tlv(TAG.integer, trimmed);
+}
+
+export function smallInteger(value: number): Buffer {
+  if (!Number.isInteger(value) || value < 0 || value > 0x7f) {
+    throw new RangeError(`smallInteger accepts 0..127, got ${value}`);
+  }
+  return Buffer.of(TAG.integer, 1, value);
+}
+
+export function boolean(value: boolean): Buffer {
+  return Buffer.of(TAG.boolean, 1, value ? 0xff : 0x00);
+}
+
+export function nullValue(): Buffer {
+  return Buffer.of(TAG.null, 0);
+}
+
+/** OBJECT IDENTIFIER from dotted text, e.g. `oid("2.5.29.15")`. */
+export function oid(dotted: string): Buffer {
+  const arcs = dotted.split(".").map((arc) => {
+    if (!/^\d+$/.test(arc)) throw new TypeError(`invalid OID ${dotted}`);
+    return Number(arc);
+  });
+  const [first, second, ...rest] = arcs;
+  if (first === undefined || second === undefined || first > 2 || (first < 2 && second > 39)) {
+    throw new TypeError(`invalid OID ${dotted}`);
+  }
+  const bytes: number[] = [];
+  for (const arc of [first * 40 + second, ...rest]) {
+    const base128: number[] = [arc & 0x7f];
+    for (let rest = Math.floor(arc / 128); rest > 0; rest = Math.floor(rest / 128)) {
+      base128.unshift((rest & 0x7f) | 0x80);
+    }
+    bytes.push(...base128);
+  }
+  return tlv(TAG.oid, Buffer.from(bytes));
+}
+
+export function utf8String(text: string): Buffer {
+  return tlv(TAG.utf8String, Buffer.from(text, "utf8"));
+}
+
+export function ia5String(text: string): Buffer {
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) > 0x7f) throw new TypeError("IA5String must be ASCII");
+  }
+  return tlv(TAG.ia5String, Buffer.from(text, "latin1"));
+}
+
+export function octetString(...parts: readonly Uint8Array[]): Buffer {
+  return tlv(TAG.octetString, ...parts);
+}
+
+/** BIT STRING of whole bytes (no unused bits). */
+export function bitString(bytes: Uint8Array): Buffer {
+  return tlv(TAG.bitString, Buffer.of(0), bytes);
+}
+
+function pad2(value: number): string {
+  return value < 10 ? `0${value}` : String(value);
+}
+
+/**
+ * RFC 5280 4.1.2.5: UTCTime for years 1950-2049, GeneralizedTime otherwise; whole seconds, UTC.
+ */
+export function time(date: Date): Buffer {
+  const year = date.getUTCFullYear();
+  const rest =
+    pad2(date.getUTCMonth() + 1) +
+    pad2(date.getUTCDate()) +
+    pad2(date.getUTCHours()) +
+    pad2(date.getUTCMinutes()) +
+    pad2(date.getUTCSeconds()) +
+    "Z";
+  if (year >= 1950 && year < 2050) {
+    return tlv(TAG.utcTime, Buffer.from(pad2(year % 100) + rest, "latin1"));
+  }
+  if (year < 0 || year > 9999) throw new RangeError(`year ${year} cannot be encoded`);
+  return tlv(TAG.generalizedTime, Buffer.from(String(year).padStart(4, "0") + rest, "latin1"));
+}
+
+/** One element found by {@link readElement}: its tag, where its value starts and ends. */
+export interface DerElement {
+  readonly tag: number;
+  readonly start: number;
+  readonly valueStart: number;
+  readonly end: number;
+}
+
+/**
+ * Reads the TLV at `offset` (single-byte tags, definite lengths only: what DER allows for the
+ * certificates we parse). Used off the hot path to take a CA certificate's subject verbatim.
+ */
+export function readElement(der: Uint8Array, offset: number): DerElement {
+  const tag = der[offset];
+  let lengthByte = der[offset + 1];
+  if (tag === undefined || lengthByte === undefined || (tag & 0x1f) === 0x1f) {
+    throw new RangeError("truncated or unsupported DER element");
+  }
+  let valueStart = offset + 2;
+  let length = lengthByte;
+  if (lengthByte & 0x80) {
+    const count = lengthByte & 0x7f;
+    if (count === 0 || count > 3) throw new RangeError("unsupported DER length");
+    length = 0;
+    for (let i = 0; i < count; i++) {
+      lengthByte = der[valueStart + i];
+      if (lengthByte === undefined) throw new RangeError("truncated DER length");
+      length = length * 256 + lengthByte;
+    }
+    valueStart += count;
+  }
+  const end = valueStart + length;
+  if (end > der.length) throw new RangeError("truncated DER value");
+  return { tag, start: offset, valueStart, end };
+}

@@ -1,0 +1,140 @@
+import { randomBytes, sign, type KeyObject } from "node:crypto";
+import type { SshPublicKey } from "./public-keys.ts";
+
+/**
+ * OpenSSH user certificates (PROTOCOL.certkeys), built by hand: the wire format is a flat list
+ * of length-prefixed fields, so per certificate we only concatenate and sign once.
+ */
+
+/** Extension names of kube-join's SSH certificates (see docs/ca.md). */
+export const SSH_EXTENSION = {
+  botName: "bot-name@goteleport.com",
+  joinAttributes: "join-attributes@kube-join",
+  permitPortForwarding: "permit-port-forwarding",
+  permitPty: "permit-pty",
+  roles: "teleport-roles",
+} as const;
+
+/** Teleport's principal that lets a bot join sessions; never a valid Unix login. */
+export const INTERNAL_JOIN_PRINCIPAL = "-teleport-internal-join";
+
+const SSH_CERT_TYPE_USER = 1;
+
+/** An SSH `string`: uint32 length, then the bytes. */
+export function sshString(value: Uint8Array | string): Buffer {
+  const bytes = typeof value === "string" ? Buffer.from(value, "utf8") : value;
+  const out = Buffer.allocUnsafe(4 + bytes.length);
+  out.writeUInt32BE(bytes.length, 0);
+  out.set(bytes, 4);
+  return out;
+}
+
+function uint32(value: number): Buffer {
+  const out = Buffer.allocUnsafe(4);
+  out.writeUInt32BE(value, 0);
+  return out;
+}
+
+function uint64(value: bigint): Buffer {
+  const out = Buffer.allocUnsafe(8);
+  out.writeBigUInt64BE(value, 0);
+  return out;
+}
+
+/** The per-certificate fields of a bot's SSH certificate. */
+export interface SshCertificateFields {
+  readonly publicKey: SshPublicKey;
+  readonly keyId: string;
+  readonly principals: readonly string[];
+  /** Unix seconds. */
+  readonly validAfter: number;
+  readonly validBefore: number;
+  /** Extension name -> value ("" for a flag); the issuer sorts them as OpenSSH requires. */
+  readonly extensions: Readonly<Record<string, string>>;
+}
+
+export interface IssuedSshCertificate {
+  /** authorized_keys form: `<type>-cert-v01@openssh.com <base64> <key id>`. */
+  readonly line: string;
+  /** The serial as a decimal string (a uint64 does not fit a JS number). */
+  readonly serial: string;
+}
+
+export interface SshCertificateIssuer {
+  /** The CA's public key as an authorized_keys line (for `TrustedUserCAKeys`). */
+  readonly caPublicKeyLine: string;
+  issue(fields: SshCertificateFields): IssuedSshCertificate;
+}
+
+/** The wire blob of an Ed25519 public key (RFC 8709). */
+export function ed25519PublicBlob(key: KeyObject): Buffer {
+  const jwk = key.export({ format: "jwk" });
+  if (jwk.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.x !== "string") {
+    throw new TypeError("the SSH CA key must be Ed25519");
+  }
+  return Buffer.concat([sshString("ssh-ed25519"), sshString(Buffer.from(jwk.x, "base64url"))]);
+}
+
+/**
+ * Prepares issuance from an Ed25519 SSH user CA: its key blob (the certificate's signature key)
+ * is encoded once.
+ */
+export function createSshCertificateIssuer(caPrivateKey: KeyObject): SshCertificateIssuer {
+  if (caPrivateKey.asymmetricKeyType !== "ed25519") {
+    throw new TypeError("the SSH CA key must be Ed25519");
+  }
+  const caBlob = ed25519PublicBlob(caPrivateKey);
+  const signatureKey = sshString(caBlob);
+  const signatureType = sshString("ssh-ed25519");
+  const emptyString = sshString(Buffer.alloc(0));
+  const userType = uint32(SSH_CERT_TYPE_USER);
+
+  return {
+    caPublicKeyLine: `ssh-ed25519 ${caBlob.toString("base64")}`,
+    issue(fields: SshCertificateFields): IssuedSshCertificate {
+      const random = randomBytes(40);
+      const nonce = random.subarray(0, 32);
+      const serial = random.readBigUInt64BE(32);
+      const certType = `${fields.publicKey.type}-cert-v01@openssh.com`;
+
+      const principals = Buffer.concat(fields.principals.map((principal) => sshString(principal)));
+      // OpenSSH refuses certificates whose extensions are not in lexical (byte) order.
+      // Names are ASCII, where UTF-16 order (the default sort) equals byte order.
+      const names = Object.keys(fields.extensions).sort();
+      const extensionParts: Buffer[] = [];
+      for (const name of names) {
+        const value = fields.extensions[name] ?? "";
+        extensionParts.push(
+          sshString(name),
+          // A flag has empty data; a value is itself an SSH string inside the data string.
+          value === "" ? emptyString : sshString(sshString(value)),
+        );
+      }
+
+      const body = Buffer.concat([
+        sshString(certType),
+        sshString(nonce),
+        fields.publicKey.publicFields,
+        uint64(serial),
+        userType,
+        sshString(fields.keyId),
+        sshString(principals),
+        uint64(BigInt(fields.validAfter)),
+        uint64(BigInt(fields.validBefore)),
+        emptyString, // critical options: none
+        sshString(Buffer.concat(extensionParts)),
+        emptyString, // reserved
+        signatureKey,
+      ]);
+      const signature = sign(null, body, caPrivateKey);
+      const certificate = Buffer.concat([
+        body,
+        sshString(Buffer.concat([signatureType, sshString(signature)])),
+      ]);
+      return {
+        line: `${certType} ${certificate.toString("base64")} ${fields.keyId}`,
+        serial: serial.toString(),
+      };
+    },
+  };
+}

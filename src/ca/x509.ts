@@ -1,0 +1,198 @@
+import { createHash, randomBytes, sign, type KeyObject } from "node:crypto";
+import {
+  bitString,
+  boolean,
+  explicit,
+  implicitPrimitive,
+  nullValue,
+  octetString,
+  oid,
+  readElement,
+  sequence,
+  set,
+  smallInteger,
+  tlv,
+  TAG,
+  time,
+  utf8String,
+} from "./der.ts";
+
+/** Teleport's OID for the Machine ID bot name (`BotASN1ExtensionOID`). */
+export const BOT_NAME_OID = "1.3.9999.2.18";
+/** Teleport's OID for the join attributes (`JoinAttributesASN1ExtensionOID`). */
+export const JOIN_ATTRIBUTES_OID = "1.3.9999.2.21";
+
+/** The per-certificate (variable) fields of a bot's X.509 certificate. */
+export interface LeafFields {
+  readonly commonName: string;
+  readonly organizations: readonly string[];
+  readonly uri: string;
+  readonly botName: string;
+  /** Already-encoded join attributes (see `encodeJoinAttributes`). */
+  readonly joinAttributesJson: string;
+  /** DER SubjectPublicKeyInfo of the bot's key. */
+  readonly spkiDer: Buffer;
+  /** Whole seconds: the caller truncates, so the returned dates equal what the certificate says. */
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export interface IssuedX509 {
+  readonly pem: string;
+  readonly der: Buffer;
+  /** Lowercase hex of the serial number's 16 bytes. */
+  readonly serialHex: string;
+}
+
+/** Issues bot certificates from one CA; everything constant is encoded once, at creation. */
+export interface X509LeafIssuer {
+  issue(fields: LeafFields): IssuedX509;
+}
+
+interface SignatureScheme {
+  readonly algorithmIdentifier: Buffer;
+  /** Digest for node:crypto `sign`, or null for Ed25519 (which hashes internally). */
+  readonly digest: string | null;
+}
+
+/** Signature algorithm of certificates signed by `key` (RFC 5758, RFC 4055, RFC 8410). */
+export function signatureSchemeOf(key: KeyObject): SignatureScheme {
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  switch (key.asymmetricKeyType) {
+    case "ec":
+      if (curve === "prime256v1") {
+        return { algorithmIdentifier: sequence(oid("1.2.840.10045.4.3.2")), digest: "sha256" };
+      }
+      if (curve === "secp384r1") {
+        return { algorithmIdentifier: sequence(oid("1.2.840.10045.4.3.3")), digest: "sha384" };
+      }
+      break;
+    case "rsa":
+      return {
+        algorithmIdentifier: sequence(oid("1.2.840.113549.1.1.11"), nullValue()),
+        digest: "sha256",
+      };
+    case "ed25519":
+      return { algorithmIdentifier: sequence(oid("1.3.101.112")), digest: null };
+  }
+  throw new TypeError(
+    `unsupported CA key type ${key.asymmetricKeyType ?? "unknown"}${curve ? ` (${curve})` : ""}`,
+  );
+}
+
+/** The subject Name of a certificate, byte for byte (so the leaves' issuer matches exactly). */
+export function certificateSubjectDer(certDer: Uint8Array): Buffer {
+  const certificate = readElement(certDer, 0);
+  const tbs = readElement(certDer, certificate.valueStart);
+  let at = tbs.valueStart;
+  const fields = [];
+  while (at < tbs.end && fields.length < 6) {
+    const element = readElement(certDer, at);
+    fields.push(element);
+    at = element.end;
+  }
+  // [0] version is optional; with it the subject is the 6th field, without it the 5th.
+  const hasVersion = fields[0]?.tag === 0xa0;
+  const subject = fields[hasVersion ? 5 : 4];
+  if (!subject || subject.tag !== TAG.sequence) throw new RangeError("certificate has no subject");
+  return Buffer.from(certDer.subarray(subject.start, subject.end));
+}
+
+/** RFC 5280 4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's bytes. */
+export function keyIdentifierOf(spkiDer: Uint8Array): Buffer {
+  const spki = readElement(spkiDer, 0);
+  const algorithm = readElement(spkiDer, spki.valueStart);
+  const key = readElement(spkiDer, algorithm.end);
+  return createHash("sha1")
+    .update(spkiDer.subarray(key.valueStart + 1, key.end))
+    .digest();
+}
+
+function extension(id: string, critical: boolean, value: Buffer): Buffer {
+  return critical
+    ? sequence(oid(id), boolean(true), octetString(value))
+    : sequence(oid(id), octetString(value));
+}
+
+const OID_COMMON_NAME = oid("2.5.4.3");
+const OID_ORGANIZATION = oid("2.5.4.10");
+const OID_SUBJECT_ALT_NAME = oid("2.5.29.17");
+const OID_BOT_NAME = oid(BOT_NAME_OID);
+const OID_JOIN_ATTRIBUTES = oid(JOIN_ATTRIBUTES_OID);
+
+/**
+ * Prepares issuance from a CA: its certificate (for the issuer name), its subject key identifier
+ * (for the leaves' authority key identifier) and its private key.
+ */
+export function createX509LeafIssuer(ca: {
+  readonly certDer: Buffer;
+  readonly subjectKeyId: Buffer;
+  readonly privateKey: KeyObject;
+}): X509LeafIssuer {
+  const scheme = signatureSchemeOf(ca.privateKey);
+  const version = explicit(0, smallInteger(2));
+  const algorithmAndIssuer = Buffer.concat([
+    scheme.algorithmIdentifier,
+    certificateSubjectDer(ca.certDer),
+  ]);
+  const constantExtensions = Buffer.concat([
+    // keyUsage: digitalSignature only (bit 0; 7 unused bits), critical.
+    extension("2.5.29.15", true, Buffer.of(TAG.bitString, 2, 7, 0x80)),
+    // extKeyUsage: clientAuth.
+    extension("2.5.29.37", false, sequence(oid("1.3.6.1.5.5.7.3.2"))),
+    // basicConstraints: cA defaults to FALSE, so the sequence is empty; critical as in RFC 5280.
+    extension("2.5.29.19", true, sequence()),
+    // authorityKeyIdentifier: [0] keyIdentifier.
+    extension("2.5.29.35", false, sequence(implicitPrimitive(0, ca.subjectKeyId))),
+  ]);
+  const { digest } = scheme;
+  const privateKey = ca.privateKey;
+
+  return {
+    issue(fields: LeafFields): IssuedX509 {
+      const serial = randomBytes(16);
+      // Positive (top bit clear) and 16 bytes long, so its DER is minimal without a sign byte.
+      serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
+
+      const subjectParts: Buffer[] = [];
+      for (const organization of fields.organizations) {
+        subjectParts.push(set(sequence(OID_ORGANIZATION, utf8String(organization))));
+      }
+      subjectParts.push(set(sequence(OID_COMMON_NAME, utf8String(fields.commonName))));
+
+      const extensions = explicit(
+        3,
+        sequence(
+          constantExtensions,
+          // subjectAltName: one uniformResourceIdentifier ([6] IA5String; the URI is ASCII).
+          sequence(
+            OID_SUBJECT_ALT_NAME,
+            octetString(sequence(implicitPrimitive(6, Buffer.from(fields.uri, "latin1")))),
+          ),
+          sequence(OID_BOT_NAME, octetString(utf8String(fields.botName))),
+          sequence(OID_JOIN_ATTRIBUTES, octetString(utf8String(fields.joinAttributesJson))),
+        ),
+      );
+      const tbs = sequence(
+        version,
+        tlv(TAG.integer, serial),
+        algorithmAndIssuer,
+        sequence(time(fields.notBefore), time(fields.notAfter)),
+        sequence(...subjectParts),
+        fields.spkiDer,
+        extensions,
+      );
+      const signature = sign(digest, tbs, privateKey);
+      const der = sequence(tbs, scheme.algorithmIdentifier, bitString(signature));
+      return { der, pem: toPem("CERTIFICATE", der), serialHex: serial.toString("hex") };
+    },
+  };
+}
+
+/** PEM with 64-character lines (RFC 7468). */
+export function toPem(label: string, der: Uint8Array): string {
+  const base64 = Buffer.from(der).toString("base64");
+  let body = "";
+  for (let i = 0; i < base64.length; i += 64) body += base64.slice(i, i + 64) + "\n";
+  return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
+}
