@@ -138,7 +138,7 @@ export async function startPrometheus(
     query,
     async waitFor(expr, accept, timeoutMs = 20_000) {
       const until = Date.now() + timeoutMs;
-      let last: unknown = "no answer yet";
+      let last: unknown;
       for (;;) {
         try {
           const values = await query(expr);
