@@ -1,4 +1,5 @@
-import { randomBytes, sign, type KeyObject } from "node:crypto";
+import { sign, type KeyObject } from "node:crypto";
+import { takeRandomBytes } from "./random-pool.ts";
 import type { SshPublicKey } from "./public-keys.ts";
 
 /**
@@ -92,7 +93,7 @@ export function createSshCertificateIssuer(caPrivateKey: KeyObject): SshCertific
   return {
     caPublicKeyLine: `ssh-ed25519 ${caBlob.toString("base64")}`,
     issue(fields: SshCertificateFields): IssuedSshCertificate {
-      const random = randomBytes(40);
+      const random = takeRandomBytes(40);
       const nonce = random.subarray(0, 32);
       const serial = random.readBigUInt64BE(32);
       const certType = `${fields.publicKey.type}-cert-v01@openssh.com`;

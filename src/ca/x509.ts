@@ -1,4 +1,5 @@
-import { createHash, randomBytes, sign, type KeyObject } from "node:crypto";
+import { createHash, sign, type KeyObject } from "node:crypto";
+import { takeRandomBytes } from "./random-pool.ts";
 import {
   bitString,
   boolean,
@@ -150,7 +151,7 @@ export function createX509LeafIssuer(ca: {
 
   return {
     issue(fields: LeafFields): IssuedX509 {
-      const serial = randomBytes(16);
+      const serial = takeRandomBytes(16);
       // Positive (top bit clear) and 16 bytes long, so its DER is minimal without a sign byte.
       serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
 
