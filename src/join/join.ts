@@ -1,0 +1,343 @@
+/**
+ * The join pipeline, with no HTTP in it:
+ *
+ *   lookup token -> token expiry, join method, role -> verify the JWT (cached) -> allow rules
+ *   -> bot -> parse public keys -> lifetime -> issue certificates
+ *
+ * Every attempt, successful or not, is reported once to the listeners (metrics, audit) with its
+ * duration. A join runs entirely under the resource snapshot it started with, so a reload in the
+ * middle never mixes two sets. Errors other than `JoinError` become `internal` with a generic
+ * message; their details go only to `onInternalError` (the log).
+ */
+import type { CertificateAuthority } from "../ca/authority.ts";
+import { resolveCertificateLifetime } from "../ca/lifetime.ts";
+import { parseSshPublicKey, parseTlsPublicKey } from "../ca/public-keys.ts";
+import { JoinError, type ErrorCode } from "../errors.ts";
+import type { ServiceAccountIdentity } from "../jwt/identity.ts";
+import type { KeySet } from "../jwt/keys.ts";
+import { decodeJwtHeader, verifyServiceAccountToken } from "../jwt/verify.ts";
+import type { JoinToken, ResourceSet } from "../resources/types.ts";
+import { requireAllowedServiceAccount } from "../rules.ts";
+import type { JoinAttempt, JoinListener } from "./events.ts";
+import { VerifiedTokenCache } from "./verified-token-cache.ts";
+
+/** What a join runs against: swapped as a whole on reload. */
+export interface JoinSnapshot {
+  readonly resources: ResourceSet;
+  readonly authority: CertificateAuthority;
+}
+
+/**
+ * Keys of an `oidc` token's issuer, fetched and cached by the OIDC key source. Rejects with
+ * `JoinError("keys_unavailable")` while the issuer has not been reachable.
+ */
+export type OidcKeySource = (
+  issuer: string,
+  kid: string | undefined,
+  allowHttp: boolean,
+) => Promise<KeySet>;
+
+export interface JoinServiceOptions {
+  /** The expected JWT audience. */
+  readonly clusterName: string;
+  readonly certs: { readonly defaultTtlMs: number; readonly maxTtlMs: number };
+  /** The current snapshot; undefined until resources and CA are loaded (`not_ready`). */
+  readonly snapshot: () => JoinSnapshot | undefined;
+  /** Milliseconds since the epoch. Default `Date.now`. */
+  readonly now?: () => number;
+  /** Key source for `oidc` tokens; without one they fail with `keys_unavailable`. */
+  readonly oidcKeys?: OidcKeySource;
+  /** The verified-token cache; without one every join verifies the JWT. */
+  readonly cache?: VerifiedTokenCache;
+  readonly listeners?: readonly JoinListener[];
+  /** Receives unexpected errors (bugs, I/O) with context; never sent to the caller. */
+  readonly onInternalError?: (err: unknown, context: { readonly stage: string }) => void;
+}
+
+/** A join request after the HTTP layer checked its shape. Holds the JWT: never log it. */
+export interface JoinRequest {
+  readonly tokenName: string;
+  /** Requested role; kube-join joins bots only (`Bot`, case-insensitive). */
+  readonly role: string;
+  readonly idToken: string;
+  readonly publicTlsKey: string;
+  readonly publicSshKey: string;
+  /** Requested certificate expiry, milliseconds since the epoch. */
+  readonly expiresAtMs: number | undefined;
+  /** The caller's address, for the audit trail. */
+  readonly remoteAddr: string;
+}
+
+export interface JoinResult {
+  readonly botName: string;
+  readonly user: string;
+  readonly expires: Date;
+  readonly tlsCert: string;
+  readonly sshCert: string;
+  readonly tlsSerial: string;
+  readonly sshSerial: string;
+  readonly tlsCaCerts: readonly string[];
+  readonly sshCaKeys: readonly string[];
+  readonly kubernetes: {
+    readonly subject: string;
+    readonly namespace: string;
+    readonly serviceAccount: string;
+    readonly pod: string;
+  };
+}
+
+const INTERNAL_MESSAGE = "internal error; the details are in the server log";
+
+/** Per-attempt facts gathered along the pipeline, for the JoinAttempt event. */
+interface Trace {
+  botName: string | undefined;
+  identity: ServiceAccountIdentity | undefined;
+  cache: "hit" | "miss" | undefined;
+}
+
+/**
+ * The join service: one instance per process, stateless apart from the cache.
+ *
+ * @example
+ * const joins = new JoinService({ clusterName, certs, snapshot: () => state.snapshot });
+ * const result = await joins.join({ tokenName: "example-bot", role: "Bot", idToken, ... });
+ */
+export class JoinService {
+  readonly #options: JoinServiceOptions;
+  readonly #now: () => number;
+  readonly #listeners: JoinListener[];
+
+  constructor(options: JoinServiceOptions) {
+    if (options.clusterName === "") throw new TypeError("clusterName must not be empty");
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#listeners = [...(options.listeners ?? [])];
+  }
+
+  /** Adds a listener for every later attempt. */
+  onAttempt(listener: JoinListener): void {
+    this.#listeners.push(listener);
+  }
+
+  /**
+   * Runs one join. Resolves with the certificates, or rejects with a `JoinError` whose code and
+   * message are safe to return to the caller.
+   */
+  async join(request: JoinRequest): Promise<JoinResult> {
+    const started = process.hrtime.bigint();
+    const nowMs = this.#now();
+    const trace: Trace = { botName: undefined, identity: undefined, cache: undefined };
+    try {
+      const result = await this.#run(request, nowMs, trace);
+      this.#emit(request, trace, started, nowMs, {
+        ok: true,
+        tlsSerial: result.tlsSerial,
+        sshSerial: result.sshSerial,
+        expires: result.expires,
+      });
+      return result;
+    } catch (err) {
+      const joinError = this.#asJoinError(err, "join");
+      this.#emit(request, trace, started, nowMs, {
+        ok: false,
+        code: joinError.code,
+        message: joinError.message,
+      });
+      throw joinError;
+    }
+  }
+
+  async #run(request: JoinRequest, nowMs: number, trace: Trace): Promise<JoinResult> {
+    // Taken once: everything below sees the same resources even if a reload swaps them meanwhile.
+    const snapshot = this.#options.snapshot();
+    if (snapshot === undefined) {
+      throw new JoinError("not_ready", "the service is still loading its resources and CA");
+    }
+    const token = snapshot.resources.tokens.get(request.tokenName);
+    if (token === undefined) {
+      throw new JoinError("token_not_found", "no join token of that name exists");
+    }
+    trace.botName = token.botName;
+    if (token.expiresAt !== undefined && token.expiresAt <= nowMs) {
+      throw new JoinError("token_expired", `the join token expired at ${iso(token.expiresAt)}`);
+    }
+    if (token.joinMethod !== "kubernetes" || token.kubernetes === undefined) {
+      throw new JoinError(
+        "join_method_mismatch",
+        `the join token's join method is "${token.joinMethod}", not "kubernetes"`,
+      );
+    }
+    if (!isBotRole(request.role) || !token.roles.some(isBotRole)) {
+      throw new JoinError(
+        "role_mismatch",
+        `the join token does not allow role ${JSON.stringify(request.role)}: kube-join joins bots (role "Bot")`,
+      );
+    }
+
+    const identity = await this.verifyForToken(token, request.idToken, nowMs, trace);
+    trace.identity = identity;
+    requireAllowedServiceAccount(token.kubernetes.allow, {
+      namespace: identity.namespace,
+      serviceAccount: identity.serviceAccount,
+    });
+
+    const bot =
+      token.botName === undefined ? undefined : snapshot.resources.bots.get(token.botName);
+    if (bot === undefined) {
+      // Resource validation guarantees every bot token names a loaded bot.
+      throw new Error(
+        `token ${token.name} names bot ${String(token.botName)}, which is not loaded`,
+      );
+    }
+    const tlsPublicKey = parseTlsPublicKey(request.publicTlsKey);
+    const sshPublicKey = parseSshPublicKey(request.publicSshKey);
+    const { notBeforeMs, notAfterMs } = resolveCertificateLifetime(request.expiresAtMs, nowMs, {
+      defaultTtlMs: this.#options.certs.defaultTtlMs,
+      maxTtlMs: this.#options.certs.maxTtlMs,
+      botMaxSessionTtlMs: bot.maxSessionTtlMs,
+    });
+    const issued = snapshot.authority.issueBotCertificates({
+      botName: bot.name,
+      roles: bot.roles,
+      logins: bot.traits.get("logins") ?? [],
+      joinAttrs: {
+        namespace: identity.namespace,
+        serviceAccount: identity.serviceAccount,
+        pod: identity.podName,
+        tokenName: token.name,
+        joinMethod: "kubernetes",
+      },
+      tlsPublicKey,
+      sshPublicKey,
+      notBeforeMs,
+      notAfterMs,
+    });
+    const trusted = snapshot.authority.trusted();
+    return {
+      botName: bot.name,
+      user: `bot-${bot.name}`,
+      expires: issued.notAfter,
+      tlsCert: issued.tlsCert,
+      sshCert: issued.sshCert,
+      tlsSerial: issued.tlsSerial,
+      sshSerial: issued.sshSerial,
+      tlsCaCerts: trusted.tlsCaCerts,
+      sshCaKeys: trusted.sshCaKeys,
+      kubernetes: {
+        subject: identity.subject,
+        namespace: identity.namespace,
+        serviceAccount: identity.serviceAccount,
+        pod: identity.podName,
+      },
+    };
+  }
+
+  /**
+   * Verifies a presented JWT for a token: the one place verification happens, so the cache wraps
+   * exactly this. Static keys come from the token; `oidc` keys from the injected key source.
+   */
+  async verifyForToken(
+    token: JoinToken,
+    jwt: string,
+    nowMs: number,
+    trace?: { cache: "hit" | "miss" | undefined },
+  ): Promise<ServiceAccountIdentity> {
+    const spec = token.kubernetes;
+    if (spec === undefined) {
+      throw new JoinError("join_method_mismatch", "the join token has no kubernetes settings");
+    }
+    let keySet: KeySet;
+    let issuer: string | undefined;
+    if (spec.type === "static_jwks") {
+      keySet = spec.keySet;
+    } else {
+      issuer = spec.issuer;
+      keySet = await this.#oidcKeySet(issuer, spec.insecureAllowHttpIssuer, jwt);
+    }
+    const expected = {
+      audience: this.#options.clusterName,
+      ...(issuer === undefined ? {} : { issuer }),
+    };
+    const cache = this.#options.cache;
+    if (cache === undefined) return verifyServiceAccountToken(jwt, keySet, expected, nowMs);
+    const key = VerifiedTokenCache.keyOf(jwt, keySet.revision, expected.audience, issuer);
+    const cached = cache.get(key);
+    if (cached !== undefined) {
+      if (trace !== undefined) trace.cache = "hit";
+      return cached;
+    }
+    if (trace !== undefined) trace.cache = "miss";
+    const identity = verifyServiceAccountToken(jwt, keySet, expected, nowMs);
+    cache.set(key, identity);
+    return identity;
+  }
+
+  async #oidcKeySet(issuer: string, allowHttp: boolean, jwt: string): Promise<KeySet> {
+    const source = this.#options.oidcKeys;
+    if (source === undefined) {
+      throw new JoinError("keys_unavailable", "this service has no key source for oidc tokens");
+    }
+    const { kid } = decodeJwtHeader(jwt);
+    try {
+      return await source(issuer, kid, allowHttp);
+    } catch (err) {
+      if (err instanceof JoinError) throw err;
+      this.#options.onInternalError?.(err, { stage: "oidc_keys" });
+      throw new JoinError("keys_unavailable", "the issuer's keys could not be obtained");
+    }
+  }
+
+  #asJoinError(err: unknown, stage: string): JoinError {
+    if (err instanceof JoinError) return err;
+    this.#options.onInternalError?.(err, { stage });
+    return new JoinError("internal", INTERNAL_MESSAGE);
+  }
+
+  #emit(
+    request: JoinRequest,
+    trace: Trace,
+    started: bigint,
+    nowMs: number,
+    outcome: JoinAttempt["outcome"],
+  ): void {
+    const attempt: JoinAttempt = {
+      time: new Date(nowMs),
+      remoteAddr: request.remoteAddr,
+      tokenName: request.tokenName,
+      botName: trace.botName,
+      joinMethod: "kubernetes",
+      attrs:
+        trace.identity === undefined
+          ? undefined
+          : {
+              namespace: trace.identity.namespace,
+              serviceAccount: trace.identity.serviceAccount,
+              pod: trace.identity.podName,
+            },
+      cache: trace.cache,
+      durationSeconds: Number(process.hrtime.bigint() - started) / 1e9,
+      outcome,
+    };
+    for (const listener of this.#listeners) {
+      try {
+        listener(attempt);
+      } catch (err) {
+        // A failing listener (say, a full disk under the audit file) never fails the join.
+        this.#options.onInternalError?.(err, { stage: "listener" });
+      }
+    }
+  }
+}
+
+/** The error code of a failed join, for callers that only hold `unknown`. */
+export function codeOf(err: unknown): ErrorCode {
+  return err instanceof JoinError ? err.code : "internal";
+}
+
+function isBotRole(role: string): boolean {
+  return role.toLowerCase() === "bot";
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

@@ -1,0 +1,107 @@
+/**
+ * The verified-token cache (the fast path of issue 5): a JWT that verified once under a key set is
+ * not verified again while it is still valid. Only the signature/claims check is cached; token
+ * existence, token expiry, role and allow rules are checked on every join because a reload can
+ * change them.
+ *
+ * Correctness rests on the key: sha256 of the JWT *and* the key set's `revision` (and the expected
+ * audience/issuer). A reload that changes a token's keys changes the revision, so entries verified
+ * under the old keys can never be reached again (they age out of the LRU). Entries live until the
+ * JWT's own `exp` plus the verifier's leeway, never beyond it, measured on the injected clock.
+ * Failures are never cached.
+ */
+import { createHash } from "node:crypto";
+import { LRUCache } from "lru-cache";
+import type { ServiceAccountIdentity } from "../jwt/identity.ts";
+import { CLOCK_LEEWAY_SECONDS } from "../jwt/verify.ts";
+
+export interface VerifiedTokenCacheOptions {
+  /** Bound on entries (config `cache.max_entries`, default 100k). */
+  readonly maxEntries: number;
+  /** Milliseconds since the epoch; the same clock the join pipeline uses. */
+  readonly now: () => number;
+}
+
+interface Entry {
+  readonly identity: ServiceAccountIdentity;
+  readonly validUntilMs: number;
+}
+
+/**
+ * An identity is a handful of short strings (DNS names, UIDs, an issuer URL); this generous
+ * per-entry estimate bounds memory even if a token carries unusually long claims.
+ */
+const BASE_ENTRY_BYTES = 256;
+const AVERAGE_ENTRY_BYTES = 1024;
+
+export class VerifiedTokenCache {
+  readonly #lru: LRUCache<string, Entry>;
+  readonly #now: () => number;
+
+  constructor(options: VerifiedTokenCacheOptions) {
+    if (!Number.isSafeInteger(options.maxEntries) || options.maxEntries < 1) {
+      throw new TypeError("maxEntries must be a whole number of at least 1");
+    }
+    this.#now = options.now;
+    this.#lru = new LRUCache<string, Entry>({
+      max: options.maxEntries,
+      maxSize: options.maxEntries * AVERAGE_ENTRY_BYTES,
+      sizeCalculation: (entry, key) =>
+        BASE_ENTRY_BYTES + key.length + identityBytes(entry.identity),
+      // Expiry follows the injected clock, so tests (and the pipeline) agree on "now".
+      perf: { now: () => this.#now() },
+      ttlAutopurge: false,
+      ttlResolution: 0,
+    });
+  }
+
+  /**
+   * The cache key of one verification: what was verified (the JWT, hashed so the cache never holds
+   * a token), under which keys and for which expected claims.
+   */
+  static keyOf(
+    jwt: string,
+    keyRevision: string,
+    audience: string,
+    issuer: string | undefined,
+  ): string {
+    const digest = createHash("sha256").update(jwt).digest("base64url");
+    return `${digest}|${keyRevision}|${audience}|${issuer ?? ""}`;
+  }
+
+  /** The identity verified under `key`, if still within its JWT's lifetime. */
+  get(key: string): ServiceAccountIdentity | undefined {
+    const entry = this.#lru.get(key);
+    if (entry === undefined) return undefined;
+    if (this.#now() >= entry.validUntilMs) {
+      this.#lru.delete(key);
+      return undefined;
+    }
+    return entry.identity;
+  }
+
+  /** Remembers a successful verification until the JWT's `exp` plus leeway. */
+  set(key: string, identity: ServiceAccountIdentity): void {
+    const validUntilMs = (identity.expiresAt + CLOCK_LEEWAY_SECONDS) * 1000;
+    const ttl = validUntilMs - this.#now();
+    if (!(ttl > 0)) return;
+    this.#lru.set(key, { identity, validUntilMs }, { ttl: Math.ceil(ttl) });
+  }
+
+  get size(): number {
+    return this.#lru.size;
+  }
+
+  clear(): void {
+    this.#lru.clear();
+  }
+}
+
+function identityBytes(identity: ServiceAccountIdentity): number {
+  let n = 0;
+  for (const value of Object.values(identity)) {
+    if (typeof value === "string") n += value.length * 2;
+    else n += 8;
+  }
+  return n;
+}

@@ -1,0 +1,291 @@
+/**
+ * The running join service: wires config, resources, CA, join pipeline, the two listeners,
+ * metrics, audit, reload and shutdown. `kube-join serve` is a thin shell around `startJoinService`.
+ */
+import { readFileSync } from "node:fs";
+import { createServer as createHttpServer, type Server } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { createSecureContext } from "node:tls";
+import { createAuditLog, type AuditLog } from "../audit/audit.ts";
+import { loadOrCreateAuthority } from "../ca/authority.ts";
+import { isLoopbackHost, type ListenAddress, type ServiceConfig } from "../config/config.ts";
+import { ConfigError } from "../errors.ts";
+import { createJoinApp } from "../http/app.ts";
+import { createDiagApp } from "../http/diag.ts";
+import { RateLimiter } from "../http/rate-limit.ts";
+import { JoinService } from "../join/join.ts";
+import { VerifiedTokenCache } from "../join/verified-token-cache.ts";
+import { OidcKeySource } from "../jwt/oidc.ts";
+import type { Logger } from "../log.ts";
+import { createMetrics, type Metrics } from "../metrics/metrics.ts";
+import { loadResources } from "../resources/load.ts";
+import type { ResourceSet } from "../resources/types.ts";
+import { ResourceReloader, type ReloadOutcome } from "./reloader.ts";
+import { ServiceState } from "./state.ts";
+
+export interface RunningService {
+  /** `http(s)://host:port` of the join listener (the real port when 0 was configured). */
+  readonly joinUrl: string;
+  readonly diagUrl: string;
+  readonly state: ServiceState;
+  readonly metrics: Metrics;
+  /** Reloads the resource files (and the TLS certificate, when set). */
+  reload(reason: string): Promise<void>;
+  /** Stops accepting, lets requests in flight finish (up to `shutdown_timeout`), closes all. */
+  shutdown(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly log: Logger;
+  /** Milliseconds since the epoch; default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/**
+ * Starts the service: listeners first (so `/healthz` answers and joins get `not_ready` while the
+ * CA is generated), then CA and resources. Rejects (after closing what it opened) when the CA or
+ * the resources cannot be loaded, or a port cannot be bound.
+ */
+export async function startJoinService(
+  config: ServiceConfig,
+  options: StartOptions,
+): Promise<RunningService> {
+  const { log } = options;
+  const now = options.now ?? Date.now;
+  const state = new ServiceState();
+  const metrics = createMetrics();
+  const audit: AuditLog = createAuditLog({ file: config.audit.file, logger: log });
+  const cache = new VerifiedTokenCache({ maxEntries: config.cache.maxEntries, now });
+  const oidc = new OidcKeySource({
+    now,
+    onFetch: (issuer, ok, error) => {
+      metrics.recordKeyFetch(issuer, ok);
+      if (!ok) log.warn({ issuer, error }, "fetching an oidc issuer's keys failed");
+    },
+  });
+  const onInternalError = (err: unknown, context: { readonly stage: string }): void => {
+    log.error({ err, stage: context.stage }, "unexpected error while serving a request");
+  };
+  const joins = new JoinService({
+    clusterName: config.clusterName,
+    certs: config.certs,
+    snapshot: () => state.snapshot,
+    now,
+    cache,
+    oidcKeys: (issuer, kid, allowHttp) => oidc.keysFor(issuer, kid, allowHttp),
+    listeners: [metrics.onJoin, audit.onJoin, () => metrics.setCacheEntries(cache.size)],
+    onInternalError,
+  });
+  let shuttingDown = false;
+  const app = createJoinApp({
+    joins,
+    trusted: () => state.authority?.trusted(),
+    rateLimiter: new RateLimiter({ ...config.rateLimit, now }),
+    trustProxy: config.trustProxy,
+    onRateLimited: () => metrics.recordRateLimited(),
+    onInternalError,
+    isShuttingDown: () => shuttingDown,
+  });
+  const diagApp = createDiagApp({ metrics, isReady: () => state.ready, logger: log });
+
+  const tlsFiles = config.tls;
+  const joinServer: Server | HttpsServer =
+    tlsFiles === undefined ? createHttpServer(app) : createHttpsServer(readTlsFiles(tlsFiles), app);
+  const diagServer = createHttpServer(diagApp);
+  const servers = [joinServer, diagServer];
+
+  const closeAll = async (): Promise<void> => {
+    for (const server of servers) server.closeAllConnections();
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    await audit.close();
+  };
+
+  let reloader: ResourceReloader | undefined;
+  try {
+    const diagAddr = await listen(diagServer, config.diagAddr);
+    const joinAddr = await listen(joinServer, config.listenAddr);
+    const scheme = tlsFiles === undefined ? "http" : "https";
+    const joinUrl = `${scheme}://${formatHost(joinAddr)}`;
+    const diagUrl = `http://${formatHost(diagAddr)}`;
+    if (tlsFiles === undefined && !isLoopbackHost(config.listenAddr.host)) {
+      log.warn(
+        { listen_addr: joinUrl },
+        "THE JOIN LISTENER SERVES PLAIN HTTP ON A NON-LOOPBACK ADDRESS: service-account tokens and certificates cross the network unencrypted. Set tls.cert_file and tls.key_file, or put a TLS-terminating proxy in front.",
+      );
+    }
+
+    const authority = await loadOrCreateAuthority({
+      clusterName: config.clusterName,
+      dataDir: config.dataDir,
+      tlsKeyAlgorithm: config.ca.tlsKeyType,
+      ...(config.ca.files === undefined ? {} : { files: { ...config.ca.files } }),
+      extraTrusted: {
+        tlsCertFiles: [...config.ca.extraTrusted.tlsCertFiles],
+        sshPublicKeyFiles: [...config.ca.extraTrusted.sshPublicKeyFiles],
+      },
+    });
+    state.setAuthority(authority);
+
+    const applyResources = (resources: ResourceSet, at: Date): void => {
+      state.setResources(resources);
+      metrics.recordReload(true, at);
+      metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
+      for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
+    };
+    const initial = await loadResources(config.resources);
+    applyResources(initial, new Date(now()));
+
+    const activeReloader = new ResourceReloader({
+      paths: config.resources,
+      load: loadResources,
+      onReload: (outcome: ReloadOutcome) => {
+        const at = new Date(now());
+        if (outcome.ok) {
+          applyResources(outcome.resources, at);
+          log.info(
+            {
+              reason: outcome.reason,
+              bots: outcome.resources.bots.size,
+              tokens: outcome.resources.tokens.size,
+            },
+            "resources reloaded",
+          );
+          return;
+        }
+        metrics.recordReload(false, at);
+        log.error(
+          { reason: outcome.reason, problems: problemsOf(outcome.error) },
+          "resource reload failed; the previous resources keep serving",
+        );
+      },
+      onWatchError: (err, path) => log.warn({ err, path }, "cannot watch resource path"),
+    });
+    reloader = activeReloader;
+    await activeReloader.watch(initial.files);
+
+    log.info(
+      {
+        join_url: joinUrl,
+        diag_url: diagUrl,
+        cluster_name: config.clusterName,
+        bots: initial.bots.size,
+        tokens: initial.tokens.size,
+      },
+      "kube-join ready",
+    );
+
+    let shutdownPromise: Promise<void> | undefined;
+    return {
+      joinUrl,
+      diagUrl,
+      state,
+      metrics,
+      async reload(reason) {
+        if (tlsFiles !== undefined && "setSecureContext" in joinServer) {
+          try {
+            joinServer.setSecureContext(readTlsFiles(tlsFiles));
+          } catch (err) {
+            log.error(
+              { problems: problemsOf(err) },
+              "TLS certificate reload failed; the previous one keeps serving",
+            );
+          }
+        }
+        await activeReloader.reload(reason);
+      },
+      shutdown() {
+        shutdownPromise ??= (async () => {
+          shuttingDown = true;
+          activeReloader.close();
+          await drain(joinServer, config.shutdownTimeoutMs, log);
+          await closeAll();
+        })();
+        return shutdownPromise;
+      },
+    };
+  } catch (err) {
+    reloader?.close();
+    await closeAll();
+    throw err;
+  }
+}
+
+/**
+ * Stops accepting and waits for requests in flight. Idle keep-alive connections are closed right
+ * away (and again as in-flight responses finish); whatever is left at the deadline is cut.
+ */
+async function drain(server: Server | HttpsServer, timeoutMs: number, log: Logger): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const sweep = setInterval(() => server.closeIdleConnections(), 50);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), timeoutMs);
+  });
+  const result = await Promise.race([closed.then(() => "drained" as const), deadline]);
+  clearInterval(sweep);
+  clearTimeout(timer);
+  if (result === "timeout") {
+    log.warn(
+      { timeout_ms: timeoutMs },
+      "shutdown timeout reached; closing the remaining connections",
+    );
+    server.closeAllConnections();
+    await closed;
+  }
+}
+
+function listen(server: Server | HttpsServer, address: ListenAddress): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once("error", onError);
+    server.listen(address.port, address.host, () => {
+      server.off("error", onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function formatHost(address: AddressInfo): string {
+  return address.family === "IPv6"
+    ? `[${address.address}]:${address.port}`
+    : `${address.address}:${address.port}`;
+}
+
+/**
+ * Reads the listener's certificate and key and checks they form a usable pair, so a bad file stops
+ * start-up (or a reload) with a message naming the files rather than a bare OpenSSL error.
+ */
+function readTlsFiles(files: { readonly certFile: string; readonly keyFile: string }): {
+  cert: Buffer;
+  key: Buffer;
+} {
+  const read = (file: string, key: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConfigError([
+        `${file}: ${key}: cannot read (${(err as NodeJS.ErrnoException).code ?? "error"})`,
+      ]);
+    }
+  };
+  const pair = {
+    cert: read(files.certFile, "tls.cert_file"),
+    key: read(files.keyFile, "tls.key_file"),
+  };
+  try {
+    createSecureContext(pair);
+  } catch (err) {
+    throw new ConfigError([
+      `${files.certFile}, ${files.keyFile}: tls: not a usable certificate and key pair (${(err as Error).message})`,
+    ]);
+  }
+  return pair;
+}
+
+/** The problems of a ConfigError, or a one-line description of anything else. */
+export function problemsOf(err: unknown): readonly string[] {
+  if (err instanceof ConfigError) return err.problems;
+  return [err instanceof Error ? err.message : String(err)];
+}
