@@ -16,6 +16,16 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     summary: "agent --server URL ...      join, write and keep renewing a bot identity",
     load: () => import("./commands/agent.ts"),
   },
+  serve: {
+    summary:
+      "serve [--config FILE]       run the join service (the demo configuration without --config)",
+    load: () => import("./commands/serve.ts"),
+  },
+  "demo-token": {
+    summary:
+      "demo-token [--service-account NS:NAME] [--ttl 10m]   print a JWT signed by the TEST-ONLY demo key",
+    load: () => import("./commands/demo-token.ts"),
+  },
 };
 
 export function usage(): string {
