@@ -182,11 +182,12 @@ function asAgentError(err: unknown): AgentError {
   return new AgentError("agent_internal", err instanceof Error ? err.message : String(err));
 }
 
+/** The pod name of `join_attrs.kubernetes.pod`, flat (`"pod"`) or Teleport-style (`{name}`). */
 function podOf(summary: IdentitySummary): string | null {
-  const kubernetes = summary.join_attrs["kubernetes"];
-  if (typeof kubernetes === "object" && kubernetes !== null && "pod" in kubernetes) {
-    const pod = (kubernetes as { pod: unknown }).pod;
-    if (typeof pod === "string") return pod;
-  }
-  return null;
+  const kubernetes = summary.join_attrs["kubernetes"] as { pod?: unknown } | undefined;
+  const pod = typeof kubernetes === "object" && kubernetes !== null ? kubernetes.pod : undefined;
+  if (typeof pod === "string") return pod;
+  const name =
+    typeof pod === "object" && pod !== null ? (pod as { name?: unknown }).name : undefined;
+  return typeof name === "string" ? name : null;
 }
