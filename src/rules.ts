@@ -44,14 +44,17 @@ export function requireAllowedServiceAccount(
 function ruleMatches(rule: unknown, sa: ServiceAccountRef): boolean {
   if (typeof rule !== "object" || rule === null) return false;
   const r = rule as Record<string, unknown>;
-  switch (r["kind"]) {
-    case "exact":
+  switch (own(r, "kind")) {
+    case "exact": {
+      const namespace = own(r, "namespace");
+      const name = own(r, "name");
       return (
-        isPart(r["namespace"]) &&
-        isPart(r["name"]) &&
-        r["namespace"] === sa.namespace &&
-        r["name"] === sa.serviceAccount
+        isPart(namespace) &&
+        isPart(name) &&
+        namespace === sa.namespace &&
+        name === sa.serviceAccount
       );
+    }
     case "glob": {
       const compiled = compiledGlobs(r);
       return (
@@ -78,8 +81,8 @@ const compiledRules = new WeakMap<object, CompiledGlobRule | null>();
 function compiledGlobs(rule: Record<string, unknown>): CompiledGlobRule | undefined {
   let compiled = compiledRules.get(rule);
   if (compiled === undefined) {
-    const namespaceGlob = rule["namespaceGlob"];
-    const nameGlob = rule["nameGlob"];
+    const namespaceGlob = own(rule, "namespaceGlob");
+    const nameGlob = own(rule, "nameGlob");
     compiled =
       isPart(namespaceGlob) && isPart(nameGlob)
         ? { namespace: compileGlob(namespaceGlob), name: compileGlob(nameGlob) }
@@ -137,6 +140,11 @@ function segmentAt(segment: readonly string[], chars: readonly string[], at: num
     if (p !== "?" && p !== chars[at + i]) return false;
   }
   return true;
+}
+
+// Only the rule's own fields count: nothing inherited can turn a rule into a wildcard.
+function own(object: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(object, key) ? object[key] : undefined;
 }
 
 function isPart(value: unknown): value is string {
