@@ -22,7 +22,10 @@ export const ERROR_REGISTRY = {
   jwt_issuer_mismatch: [401, "`iss` does not equal the issuer configured for an `oidc` token."],
   jwt_expired: [401, "`exp` is in the past (beyond 10 s of leeway)."],
   jwt_not_yet_valid: [401, "`nbf` or `iat` is in the future (beyond 10 s of leeway)."],
-  jwt_missing_claim: [401, "A required claim (`exp`, `iat`) is missing or not a number."],
+  jwt_missing_claim: [
+    401,
+    "`exp` or `iat` is missing, or a time claim (`exp`, `iat`, `nbf`) is not a finite number.",
+  ],
   jwt_not_pod_bound: [
     401,
     "The token is not bound to a pod (`kubernetes.io.pod.name` missing): legacy secret tokens never join.",
