@@ -51,6 +51,8 @@ export interface ServiceConfig {
     };
   };
   readonly certs: { readonly defaultTtlMs: number; readonly maxTtlMs: number };
+  /** `oidc` tokens: a PEM bundle of extra CAs trusted for issuer TLS (added to Node's roots). */
+  readonly oidc: { readonly caFile: string | undefined };
   readonly rateLimit: {
     readonly average: number;
     readonly periodMs: number;
@@ -99,7 +101,7 @@ export function parseConfig(file: string, text: string, baseDir: string): Servic
   const source = parseYamlDocument(file, text);
   const reader = new Reader(source, baseDir);
   const config = reader.read(resolve(file));
-  if (reader.problems.length > 0) throw new ConfigError(reader.problems);
+  if (config === undefined || reader.problems.length > 0) throw new ConfigError(reader.problems);
   return config;
 }
 
@@ -116,8 +118,21 @@ class Reader {
     this.#baseDir = baseDir;
   }
 
-  read(file: string): ServiceConfig {
-    const root = this.#object([], this.#source.value, true) ?? {};
+  /** The config, or undefined when the document is not a mapping at all (see `problems`). */
+  read(file: string): ServiceConfig | undefined {
+    const value = this.#source.value;
+    if (value === undefined || value === null) {
+      this.problems.push(
+        `${this.#source.file}:1:1: the config file is empty: it must be a mapping with at least cluster_name and resources`,
+      );
+      return undefined;
+    }
+    const root = this.#object([], value, true);
+    if (root === undefined) return undefined;
+    return this.#readRoot(file, root);
+  }
+
+  #readRoot(file: string, root: Obj): ServiceConfig {
     this.#known([], root, [
       "cluster_name",
       "listen_addr",
@@ -128,6 +143,7 @@ class Reader {
       "data_dir",
       "ca",
       "certs",
+      "oidc",
       "rate_limit",
       "cache",
       "audit",
@@ -209,6 +225,10 @@ class Reader {
       this.#problem(["certs", "max_ttl"], "must not be shorter than certs.default_ttl");
     }
 
+    const oidcBlock = this.#object(["oidc"], root["oidc"]) ?? {};
+    this.#known(["oidc"], oidcBlock, ["ca_file"]);
+    const oidcCaFile = this.#path(["oidc", "ca_file"], oidcBlock["ca_file"]);
+
     const rateBlock = this.#object(["rate_limit"], root["rate_limit"]) ?? {};
     this.#known(["rate_limit"], rateBlock, ["average", "period", "burst"]);
     const average = this.#positiveInt(
@@ -272,6 +292,7 @@ class Reader {
       dataDir,
       ca: { tlsKeyType, files: caFiles, extraTrusted },
       certs: { defaultTtlMs: defaultTtlMs ?? 3_600_000, maxTtlMs: maxTtlMs ?? 86_400_000 },
+      oidc: { caFile: oidcCaFile },
       rateLimit: { average: average ?? 120, periodMs: periodMs ?? 60_000, burst: burst ?? 480 },
       cache: { maxEntries: maxEntries ?? CONFIG_DEFAULTS.cacheMaxEntries },
       audit: { file: auditFile },
@@ -299,14 +320,7 @@ class Reader {
   }
 
   #object(path: FieldPath, value: unknown, root = false): Obj | undefined {
-    if (value === undefined || value === null) {
-      if (root)
-        this.#problem(
-          path,
-          "the config file is empty: it must be a mapping with at least cluster_name and resources",
-        );
-      return undefined;
-    }
+    if (value === undefined || value === null) return undefined;
     if (typeof value !== "object" || Array.isArray(value)) {
       this.#problem(path, root ? "the config file must be a mapping" : "must be a mapping");
       return undefined;
