@@ -58,12 +58,21 @@ export async function startJoinService(
   const audit: AuditLog = createAuditLog({ file: config.audit.file, logger: log });
   const cache = new VerifiedTokenCache({ maxEntries: config.cache.maxEntries, now });
   const oidc = new OidcKeySource({
+    extraCaFile: config.oidc.caFile,
     now,
     onFetch: (issuer, ok, error) => {
       metrics.recordKeyFetch(issuer, ok);
       if (!ok) log.warn({ issuer, error }, "fetching an oidc issuer's keys failed");
     },
   });
+  const oidcKeys = async (issuer: string, kid: string | undefined, allowHttp: boolean) => {
+    try {
+      return await oidc.keysFor(issuer, kid, allowHttp);
+    } finally {
+      const age = oidc.keySetAgeSeconds(issuer);
+      if (age !== undefined) metrics.setKeySetAge(issuer, age);
+    }
+  };
   const onInternalError = (err: unknown, context: { readonly stage: string }): void => {
     log.error({ err, stage: context.stage }, "unexpected error while serving a request");
   };
@@ -73,7 +82,7 @@ export async function startJoinService(
     snapshot: () => state.snapshot,
     now,
     cache,
-    oidcKeys: (issuer, kid, allowHttp) => oidc.keysFor(issuer, kid, allowHttp),
+    oidcKeys,
     listeners: [metrics.onJoin, audit.onJoin, () => metrics.setCacheEntries(cache.size)],
     onInternalError,
   });
