@@ -160,14 +160,15 @@ export function parseSshPublicKey(line: string): SshPublicKey {
     throw invalid("the SSH public key is empty");
   if (line.length > MAX_KEY_TEXT) throw invalid("the SSH public key is too large");
   const text = line.trim();
-  if (/[\r\n]/.test(text))
-    throw invalid("the SSH public key must be a single authorized_keys line");
   if (text.startsWith("-----BEGIN")) {
     throw invalid(
       /PRIVATE KEY/.test(text)
         ? "the SSH public key is a private key; expected an authorized_keys line"
         : "the SSH public key is PEM; expected an authorized_keys line",
     );
+  }
+  if (/[\r\n]/.test(text)) {
+    throw invalid("the SSH public key must be a single authorized_keys line");
   }
   const [lineType = "", base64 = ""] = text.split(/[ \t]+/);
   if (lineType.endsWith("-cert-v01@openssh.com")) {
