@@ -1,13 +1,13 @@
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import assert from "node:assert/strict";
+import { strict as assert } from "node:assert";
 import { ERROR_REGISTRY, JoinError, isErrorCode, statusOf } from "../src/errors.ts";
 
 const DOC = readFileSync(new URL("../docs/errors.md", import.meta.url), "utf8");
 
 function documentedCodes(): Map<string, number> {
   const rows = new Map<string, number>();
-  for (const match of DOC.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \|/gm)) {
+  for (const match of DOC.matchAll(/^\| `([a-z_]+)` +\| (\d{3}) +\|/gm)) {
     rows.set(match[1]!, Number(match[2]));
   }
   return rows;
