@@ -12,6 +12,7 @@ import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
 import { loadConfig } from "../src/config/config.ts";
+import { ConfigError } from "../src/errors.ts";
 import { startJoinService, type RunningService } from "../src/service/server.ts";
 import { createTestCa, HttpsIssuer } from "./support/https-issuer.ts";
 import {
@@ -211,10 +212,17 @@ describe("oidc join through the running service", () => {
 
   test("500 joins naming unknown kids inside the cooldown cause one fetch", async () => {
     clock += COOLDOWN_MS;
-    for (let i = 0; i < 500; i++) {
-      const { status, body } = await postJoin(tokenFor(key1, { kid: `forged-${i}` }));
-      assert.equal(status, 401);
-      assert.equal(errorOf(body).code, "jwt_signature_invalid");
+    // In waves of 50 concurrent joins: concurrency is part of what must cost one fetch.
+    for (let wave = 0; wave < 10; wave++) {
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          postJoin(tokenFor(key2, { kid: `forged-${wave}-${i}` })),
+        ),
+      );
+      for (const { status, body } of results) {
+        assert.equal(status, 401);
+        assert.equal(errorOf(body).code, "jwt_signature_invalid");
+      }
     }
     assert.deepEqual(fetches(), { discovery: 1, keys: 3 });
   });
@@ -253,4 +261,26 @@ describe("oidc join through the running service", () => {
       assert.doesNotMatch(text, /eyJ[\w-]+\.eyJ/);
     }
   });
+});
+
+test("an unreadable oidc.ca_file stops start-up with a message naming it", async () => {
+  const file = join(dir, "bad-ca.yaml");
+  writeFileSync(
+    file,
+    [
+      `cluster_name: ${TEST_AUDIENCE}`,
+      "listen_addr: 127.0.0.1:0",
+      "diag_addr: 127.0.0.1:0",
+      "resources: [./resources.yaml]",
+      "oidc: {ca_file: ./missing-ca.pem}",
+    ].join("\n"),
+  );
+  await assert.rejects(
+    startJoinService(await loadConfig(file), { log: pino({ level: "silent" }) }),
+    (err: unknown) =>
+      err instanceof ConfigError &&
+      /missing-ca\.pem: cannot read the extra CA file for OIDC issuers \(ENOENT\)/.test(
+        err.problems[0] ?? "",
+      ),
+  );
 });
