@@ -6,7 +6,14 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import {
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { readFile } from "node:fs/promises";
 import { get } from "node:https";
 import { tmpdir } from "node:os";
@@ -19,6 +26,7 @@ import { strict as assert } from "node:assert";
 import { DEMO_KEY_FILE, signDemoToken } from "../src/commands/demo-token.ts";
 import { createTestCa, issueServerCertificate } from "./support/https-issuer.ts";
 import type { TestCa } from "./support/https-issuer.ts";
+import { SSH, SSHD, sshLogin, startSshd } from "./support/sshd.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CLI = join(ROOT, "src", "cli.ts");
@@ -240,6 +248,32 @@ describe("kube-join agent against the real service", { timeout: 120_000 }, () =>
     const success = jsonLines(run.stderr()).find((l) => l["event"] === "agent.join");
     assert.equal(success?.["outcome"], "success");
   });
+
+  test(
+    "the SSH identity logs in to a real sshd trusting the exported CA",
+    { skip: SSHD.skip || SSH.skip },
+    async () => {
+      const ca = await fetchCa(service.joinUrl, serverCa.certPem);
+      // The bot's login (`root` in the demo bot) is the principal sshd accepts for its user.
+      const sshd = await startSshd({
+        trustedUserCaKeys: ca.ssh_ca_keys.join("\n"),
+        authorizedPrincipals: ["root"],
+      });
+      try {
+        // As docs/agent.md tells readers: resolve `current` once, read the set through it.
+        const generation = realpathSync(join(oneshotOutput, "current"));
+        const login = await sshLogin({
+          port: sshd.port,
+          user: sshd.user,
+          keyFile: join(generation, "ssh_key"),
+          certFile: join(generation, "ssh_cert"),
+        });
+        assert.ok(login.ok, `${login.stderr}\n--- sshd ---\n${sshd.logs()}`);
+      } finally {
+        await sshd.stop();
+      }
+    },
+  );
 
   test("the TLS identity completes a mutual-TLS handshake with a server trusting the CA", async () => {
     const ca = await fetchCa(service.joinUrl, serverCa.certPem);

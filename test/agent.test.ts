@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
 import * as fsPromises from "node:fs/promises";
 import { lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { createServer } from "node:https";
@@ -248,20 +248,29 @@ describe("keys and certificates", () => {
   const sshKeygen = systemTool("ssh-keygen", "openssh-client");
 
   test(
-    "the SSH public line is the one OpenSSH derives from the written private key",
-    {
-      skip: sshKeygen.skip,
-    },
+    "ssh_key is an OpenSSH private key that ssh-keygen decodes to the same key pair",
+    { skip: sshKeygen.skip },
     async () => {
       const key = await generateAgentKey();
       const dir = tempDir("keys");
       const file = join(dir, "ssh_key");
-      await fsPromises.writeFile(file, key.privateKeyPem, { mode: 0o600 });
-      const derived = execFileSync(sshKeygen.path, ["-y", "-f", file], { encoding: "utf8" }).trim();
-      assert.equal(derived, key.sshPublicKey);
-      assert.match(key.privateKeyPem, /^-----BEGIN PRIVATE KEY-----\n/);
+      await fsPromises.writeFile(file, key.sshPrivateKey, { mode: 0o600 });
+      assert.match(key.sshPrivateKey, /^-----BEGIN OPENSSH PRIVATE KEY-----\n/);
+      const derived = execFileSync(sshKeygen.path, ["-y", "-f", file], { encoding: "utf8" });
+      assert.equal(derived.trim(), key.sshPublicKey);
+      // Rewriting it as PEM makes ssh-keygen decode the private half (and check its checkints).
+      execFileSync(sshKeygen.path, ["-p", "-q", "-P", "", "-N", "", "-m", "PEM", "-f", file]);
+      const decoded = createPrivateKey(readFileSync(file, "utf8")).export({ format: "jwk" });
+      assert.equal(decoded.d, key.privateKey.export({ format: "jwk" }).d);
     },
   );
+
+  test("tls.key is PKCS#8 PEM of the same key", async () => {
+    const key = await generateAgentKey();
+    assert.match(key.privateKeyPem, /^-----BEGIN PRIVATE KEY-----\n/);
+    const publicFromPem = createPublicKey(createPrivateKey(key.privateKeyPem));
+    assert.equal(publicFromPem.export({ type: "spki", format: "pem" }), key.publicKeyPem);
+  });
 
   test("each key is new", async () => {
     const [a, b] = await Promise.all([generateAgentKey(), generateAgentKey()]);
@@ -301,7 +310,7 @@ describe("buildIdentityFiles", () => {
     );
     const byName = new Map(files.map((f) => [f.name, f.contents]));
     assert.equal(byName.get("tls.key"), key.privateKeyPem);
-    assert.equal(byName.get("ssh_key"), key.privateKeyPem);
+    assert.equal(byName.get("ssh_key"), key.sshPrivateKey);
     assert.equal(
       byName.get("ssh_known_ca"),
       `@cert-authority * ${authority.trusted().sshCaKeys[0]}\n`,

@@ -101,7 +101,7 @@ export function buildIdentityFiles(
       mode: 0o644,
     },
     { name: "ssh_cert", contents: line(response.ssh_cert.trim()), mode: 0o644 },
-    { name: "ssh_key", contents: key.privateKeyPem, mode: 0o600 },
+    { name: "ssh_key", contents: key.sshPrivateKey, mode: 0o600 },
     {
       name: "ssh_known_ca",
       contents: response.ssh_ca_keys.map((k) => `@cert-authority * ${k.trim()}\n`).join(""),

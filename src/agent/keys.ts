@@ -1,4 +1,4 @@
-import { generateKeyPair } from "node:crypto";
+import { generateKeyPair, randomBytes } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { promisify } from "node:util";
 
@@ -7,8 +7,15 @@ const generateKeyPairAsync = promisify(generateKeyPair);
 /** A fresh key pair for one join, in the encodings the request and the identity files need. */
 export interface AgentKey {
   readonly privateKey: KeyObject;
-  /** PKCS#8 PEM: `tls.key`, and `ssh_key` too (OpenSSH reads PKCS#8 PEM ECDSA keys). */
+  /** PKCS#8 PEM: `tls.key`. */
   readonly privateKeyPem: string;
+  /**
+   * The same private key in OpenSSH's own format: `ssh_key`. OpenSSH would read the PKCS#8 PEM
+   * too, but it cannot take the public half from a PEM file without a `.pub` beside it, and then
+   * never pairs the key with a certificate given by `CertificateFile`; this format carries the
+   * public key, so `ssh -i ssh_key -o CertificateFile=ssh_cert` works under any file names.
+   */
+  readonly sshPrivateKey: string;
   /** SubjectPublicKeyInfo PEM: the request's `public_tls_key`. */
   readonly publicKeyPem: string;
   /** `ecdsa-sha2-nistp256 <base64>`: the request's `public_ssh_key`. */
@@ -28,6 +35,7 @@ export async function generateAgentKey(): Promise<AgentKey> {
     privateKey,
     privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
     publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
+    sshPrivateKey: openSshPrivateKey(privateKey, publicPoint),
     sshPublicKey: `ecdsa-sha2-nistp256 ${sshEcdsaP256Blob(publicPoint).toString("base64")}`,
     publicPoint,
   };
@@ -55,8 +63,63 @@ export function sshEcdsaP256Blob(point: Buffer): Buffer {
   ]);
 }
 
+/**
+ * An unencrypted `openssh-key-v1` private key file (PROTOCOL.key in OpenSSH's sources) holding
+ * one ECDSA P-256 key, as `ssh-keygen -t ecdsa -N ""` writes it.
+ */
+export function openSshPrivateKey(privateKey: KeyObject, publicPoint: Buffer): string {
+  const jwk = privateKey.export({ format: "jwk" });
+  if (jwk.crv !== "P-256" || jwk.d === undefined) {
+    throw new TypeError("openSshPrivateKey: not a P-256 private key");
+  }
+  const check = randomBytes(4);
+  const unpadded = Buffer.concat([
+    check,
+    check,
+    sshString(Buffer.from("ecdsa-sha2-nistp256")),
+    sshString(Buffer.from("nistp256")),
+    sshString(publicPoint),
+    sshString(mpint(Buffer.from(jwk.d, "base64url"))),
+    sshString(Buffer.alloc(0)), // comment
+  ]);
+  const padding = Buffer.from(
+    Array.from({ length: (8 - (unpadded.length % 8)) % 8 }, (_, i) => i + 1),
+  );
+  const none = sshString(Buffer.from("none"));
+  const body = Buffer.concat([
+    Buffer.from("openssh-key-v1\0", "latin1"),
+    none, // cipher
+    none, // kdf
+    sshString(Buffer.alloc(0)), // kdf options
+    uint32(1),
+    sshString(sshEcdsaP256Blob(publicPoint)),
+    sshString(Buffer.concat([unpadded, padding])),
+  ]);
+  const lines = body.toString("base64").match(/.{1,70}/g) ?? [];
+  return [
+    "-----BEGIN OPENSSH PRIVATE KEY-----",
+    ...lines,
+    "-----END OPENSSH PRIVATE KEY-----",
+    "",
+  ].join("\n");
+}
+
+/** RFC 4251 mpint of a non-negative big-endian magnitude. */
+function mpint(magnitude: Buffer): Buffer {
+  let start = 0;
+  while (start < magnitude.length && magnitude[start] === 0) start++;
+  const trimmed = magnitude.subarray(start);
+  return trimmed.length > 0 && (trimmed[0]! & 0x80) !== 0
+    ? Buffer.concat([Buffer.of(0), trimmed])
+    : trimmed;
+}
+
+function uint32(value: number): Buffer {
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(value);
+  return out;
+}
+
 function sshString(data: Buffer): Buffer {
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(data.length);
-  return Buffer.concat([length, data]);
+  return Buffer.concat([uint32(data.length), data]);
 }
