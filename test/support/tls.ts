@@ -11,7 +11,7 @@ import { x509 } from "../../src/ca/peculiar-x509.ts";
  */
 export interface MutualTlsResult {
   readonly authorized: boolean;
-  /** The server's error for a refused client (e.g. `unable to verify the first certificate`). */
+  /** Why the server refused the client (an OpenSSL verify code, e.g. `DEPTH_ZERO_SELF_SIGNED_CERT`). */
   readonly error?: string;
   readonly peerCertificate?: PeerCertificate;
 }
@@ -36,9 +36,11 @@ export async function mutualTlsHandshake(options: {
       resolve({ authorized: socket.authorized, peerCertificate: socket.getPeerCertificate() });
       socket.end("ok");
     });
-    tlsServer.on("tlsClientError", (error) => {
+    tlsServer.on("tlsClientError", (error, socket) => {
+      // node destroys a refused client's socket itself, so `error` is only "socket hang up";
+      // the verification result is on the socket.
       clearTimeout(timer);
-      resolve({ authorized: false, error: error.message });
+      resolve({ authorized: false, error: String(socket.authorizationError ?? error.message) });
     });
   });
   await new Promise<void>((resolve) => tlsServer.listen(0, "127.0.0.1", resolve));
