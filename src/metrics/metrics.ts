@@ -146,7 +146,8 @@ export function createMetrics(): Metrics {
     const { outcome } = attempt;
     const result = outcome.ok ? "success" : "failure";
     attempts.inc({ result, code: outcome.ok ? SUCCESS_CODE : outcome.code });
-    duration.observe({ result }, Math.max(0, attempt.durationSeconds));
+    const seconds = attempt.durationSeconds;
+    if (Number.isFinite(seconds)) duration.observe({ result }, Math.max(0, seconds));
     if (outcome.ok) {
       certificates.inc({ type: "tls" });
       certificates.inc({ type: "ssh" });
