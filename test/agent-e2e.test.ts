@@ -240,7 +240,7 @@ describe("kube-join agent against the real service", { timeout: 120_000 }, () =>
     const ca = await fetchCa(service.joinUrl, serverCa.certPem);
     const cert = new X509Certificate(readFileSync(join(oneshotOutput, "tls.crt")));
     assert.ok(cert.verify(new X509Certificate(ca.tls_ca_certs[0]!).publicKey));
-    assert.equal(cert.serialNumber, id?.["tls_serial"]);
+    assert.equal(cert.serialNumber.toLowerCase(), id?.["tls_serial"]);
     assert.equal(
       readFileSync(join(oneshotOutput, "ssh_known_ca"), "utf8"),
       ca.ssh_ca_keys.map((k) => `@cert-authority * ${k}\n`).join(""),
@@ -360,6 +360,11 @@ describe("kube-join agent against the real service", { timeout: 120_000 }, () =>
         .some((l) => JSON.stringify(l).includes("tbot-b") && l["code"] === "TJ001I"),
       "the service audited a successful join from pod tbot-b",
     );
+    const renewedWithB = identity(output);
+    assert.ok(
+      service.auditLines().some((l) => l["tls_serial"] === renewedWithB?.["tls_serial"]),
+      "identity.json's serial is the one in the service's audit line",
+    );
 
     // The server goes away: the agent backs off and keeps the identity it has.
     const port = service.port;
@@ -388,7 +393,7 @@ describe("kube-join agent against the real service", { timeout: 120_000 }, () =>
     const kept = identity(output);
     assert.equal(podOf(kept), "tbot-b");
     const keptCert = readFileSync(join(output, "tls.crt"), "utf8");
-    assert.equal(new X509Certificate(keptCert).serialNumber, kept?.["tls_serial"]);
+    assert.equal(new X509Certificate(keptCert).serialNumber.toLowerCase(), kept?.["tls_serial"]);
 
     // Back on the same port and data dir: the agent recovers with a certificate from the same CA.
     await service.start(port);
@@ -414,7 +419,7 @@ describe("kube-join agent against the real service", { timeout: 120_000 }, () =>
     const afterRefusal = identity(output);
     assert.equal(podOf(afterRefusal), "tbot-b");
     assert.equal(
-      new X509Certificate(readFileSync(join(output, "tls.crt"))).serialNumber,
+      new X509Certificate(readFileSync(join(output, "tls.crt"))).serialNumber.toLowerCase(),
       afterRefusal?.["tls_serial"],
     );
 

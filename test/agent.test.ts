@@ -316,7 +316,10 @@ describe("buildIdentityFiles", () => {
       `@cert-authority * ${authority.trusted().sshCaKeys[0]}\n`,
     );
     assert.equal(summary.bot, "example");
-    assert.equal(summary.tls_serial, new X509Certificate(response.tls_cert).serialNumber);
+    assert.equal(
+      summary.tls_serial,
+      new X509Certificate(response.tls_cert).serialNumber.toLowerCase(),
+    );
     assert.equal(summary.ssh_serial, parseSshCertificate(response.ssh_cert)!.serial.toString());
     assert.equal(summary.renewed_at, NOW.toISOString());
     assert.deepEqual(JSON.parse(byName.get("identity.json")!), summary);
@@ -365,6 +368,7 @@ describe("writeIdentitySet", () => {
     const files = await filesFor("pod-1");
     const generation = await writeIdentitySet(dir, files, { now: NOW });
     assert.equal(join(dir, readlinkSync(join(dir, "current"))), generation);
+    assert.equal(statSync(generation).mode & 0o777, 0o755);
     for (const file of files) {
       assert.equal(readFileSync(join(generation, file.name), "utf8"), file.contents);
       assert.equal(statSync(join(generation, file.name)).mode & 0o777, file.mode, file.name);

@@ -10,7 +10,7 @@ export interface IdentitySummary {
   readonly user: string;
   /** RFC 3339, as the server returned it. */
   readonly expires: string;
-  /** Uppercase hex, as `openssl x509 -serial` prints it. */
+  /** Lowercase hex, as kube-join's audit line records it. */
   readonly tls_serial: string;
   /** Decimal, as `ssh-keygen -L` prints it. */
   readonly ssh_serial: string;
@@ -85,7 +85,7 @@ export function buildIdentityFiles(
     bot: response.bot_name,
     user: response.user,
     expires: response.expires,
-    tls_serial: cert.serialNumber.toUpperCase(),
+    tls_serial: cert.serialNumber.toLowerCase(),
     ssh_serial: ssh.serial.toString(10),
     ssh_principals: ssh.principals,
     renewed_at: now.toISOString(),

@@ -8,7 +8,7 @@ import type { IdentityFile, IdentitySummary } from "./identity.ts";
 /** The file-system calls the store makes; injectable so a test can fail one of them. */
 export type IdentityFs = Pick<
   typeof nodeFs,
-  "mkdir" | "mkdtemp" | "open" | "rename" | "symlink" | "rm" | "readdir" | "readlink"
+  "mkdir" | "mkdtemp" | "open" | "rename" | "symlink" | "rm" | "readdir" | "readlink" | "chmod"
 >;
 
 /** The symlink readers resolve once, then read every file of the set through the result. */
@@ -46,6 +46,8 @@ export async function writeIdentitySet(
     await fs.mkdir(dir, { recursive: true });
     const previous = await currentTarget(fs, dir);
     staging = await fs.mkdtemp(join(dir, STAGING_PREFIX));
+    // mkdtemp makes it 0700; certificates are public, and the keys carry their own 0600.
+    await fs.chmod(staging, 0o755);
     for (const file of ordered) {
       await writeFileDurably(fs, join(staging, file.name), file.contents, file.mode);
     }
