@@ -137,10 +137,10 @@ export async function loadOrCreateAuthority(
   });
   return new BotCertificateAuthority(
     clusterName,
-    {
+    Object.freeze({
       tlsCaCerts: Object.freeze([...new Set(tlsCaCerts)]),
       sshCaKeys: Object.freeze([...new Set(sshCaKeys)]),
-    },
+    }),
     leafIssuer,
     ssh,
   );
