@@ -1,58 +1,89 @@
+/**
+ * A real Prometheus (Debian's `prometheus` package) scrapes the diagnostics listener of the real
+ * `kube-join serve` process every second; the test reads `up` and the join counters back through
+ * Prometheus' HTTP query API after real joins.
+ */
 import { strict as assert } from "node:assert";
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { generateKeyPairSync } from "node:crypto";
 import { after, before, test } from "node:test";
-import { createDiagApp } from "../src/http/diag.ts";
-import { createMetrics } from "../src/metrics/metrics.ts";
 import { startPrometheus } from "./support/prometheus.ts";
 import type { PrometheusServer } from "./support/prometheus.ts";
+import { runCli, startService } from "./support/service.ts";
+import type { ServiceProcess } from "./support/service.ts";
 import { systemTool } from "./support/system-tools.ts";
 
 const prometheusTool = systemTool("prometheus", "prometheus");
-const NOW = new Date("2026-01-02T03:04:05.000Z");
 
-const metrics = createMetrics();
-let server: Server | undefined;
+let service: ServiceProcess | undefined;
 let prometheus: PrometheusServer | undefined;
 
-before(async () => {
-  if (prometheusTool.skip) return;
-  const app = createDiagApp({ metrics, isReady: () => true });
-  server = await new Promise<Server>((resolve) => {
-    const s = app.listen(0, "127.0.0.1", () => resolve(s));
-  });
-  const { port } = server.address() as AddressInfo;
-  prometheus = await startPrometheus(prometheusTool.path, { targets: [`127.0.0.1:${port}`] });
-});
+before(
+  async () => {
+    if (prometheusTool.skip) return;
+    service = await startService();
+    prometheus = await startPrometheus(prometheusTool.path, {
+      targets: [new URL(service.diagUrl).host],
+    });
+  },
+  { timeout: 60_000 },
+);
 
 after(async () => {
   await prometheus?.stop();
-  await new Promise((resolve) =>
-    server === undefined ? resolve(undefined) : server.close(resolve),
-  );
+  await service?.stop();
 });
 
+function sshEd25519Line(): string {
+  const { publicKey } = generateKeyPairSync("ed25519");
+  const raw = Buffer.from(publicKey.export({ format: "jwk" }).x ?? "", "base64url");
+  const field = (b: Buffer): Buffer => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(b.length);
+    return Buffer.concat([length, b]);
+  };
+  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from("ssh-ed25519")), field(raw)]).toString("base64")} tbot`;
+}
+
+async function join(baseUrl: string, token: string, idToken: string): Promise<Response> {
+  return fetch(`${baseUrl}/v1/join`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      token,
+      role: "Bot",
+      id_token: idToken,
+      public_tls_key: generateKeyPairSync("ec", { namedCurve: "P-256" })
+        .publicKey.export({ type: "spki", format: "pem" })
+        .toString(),
+      public_ssh_key: sshEd25519Line(),
+    }),
+    signal: AbortSignal.timeout(10_000),
+  });
+}
+
 test(
-  "a real Prometheus scrapes the diagnostics listener and sees a join",
+  "a real Prometheus scrapes the service's diagnostics listener and sees its joins",
   { skip: prometheusTool.skip, timeout: 60_000 },
   async () => {
-    assert.ok(prometheus !== undefined);
+    assert.ok(service !== undefined && prometheus !== undefined);
     assert.equal(await prometheus.waitFor('up{job="kube-join"} == 1', (v) => v === 1), 1);
-    metrics.onJoin({
-      time: NOW,
-      remoteAddr: "127.0.0.1",
-      tokenName: "example-bot",
-      botName: "example",
-      joinMethod: "kubernetes",
-      attrs: { namespace: "default", serviceAccount: "tbot", pod: "tbot-1" },
-      cache: "miss",
-      durationSeconds: 0.002,
-      outcome: { ok: true, tlsSerial: "01", sshSerial: "1", expires: NOW },
-    });
-    const joins = await prometheus.waitFor(
-      'kube_join_attempts_total{job="kube-join",result="success",code="ok"}',
-      (v) => v >= 1,
-    );
-    assert.equal(joins, 1);
+
+    const minted = await runCli(["demo-token"], { timeoutMs: 20_000 });
+    assert.equal(minted.code, 0, minted.stderr);
+    const idToken = minted.stdout.trim();
+    const ok = await join(service.baseUrl, "example-bot", idToken);
+    assert.equal(ok.status, 200, await ok.clone().text());
+    const refused = await join(service.baseUrl, "no-such-token", idToken);
+    assert.equal(refused.status, 403);
+
+    const cases: [string, number][] = [
+      ['kube_join_attempts_total{job="kube-join",result="success",code="ok"}', 1],
+      ['kube_join_attempts_total{job="kube-join",result="failure",code="token_not_found"}', 1],
+      ['kube_join_certificates_issued_total{job="kube-join",type="ssh"}', 1],
+      ['kube_join_resources_loaded{job="kube-join",kind="token"}', 1],
+    ];
+    for (const [expr, value] of cases) {
+      assert.equal(await prometheus.waitFor(expr, (v) => v >= value), value, expr);
+    }
   },
 );
