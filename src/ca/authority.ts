@@ -180,7 +180,7 @@ class BotCertificateAuthority implements CertificateAuthority {
     const ssh = this.sshIssuer.issue({
       publicKey: request.sshPublicKey,
       keyId,
-      principals: [...new Set(request.logins), INTERNAL_JOIN_PRINCIPAL],
+      principals: [...new Set([...request.logins, INTERNAL_JOIN_PRINCIPAL])],
       validAfter: notBeforeSeconds,
       validBefore: notAfterSeconds,
       extensions: {
