@@ -324,7 +324,7 @@ test("untrusted JWTs and keys get their codes over HTTP", async (t) => {
       "jwt_algorithm_not_allowed",
     ],
     [
-      "1 MiB-ish JWT within the body limit",
+      "a 40 KB JWT (over the JWT limit, within the body limit)",
       body({ id_token: "a.".repeat(20_000) }),
       "jwt_malformed",
     ],

@@ -238,6 +238,8 @@ test("SIGTERM: requests in flight complete, new connections are refused, exit co
   // Three requests whose bodies are half sent when the signal arrives: in flight for certain.
   const inFlight = [0, 1, 2].map(() => {
     let finish: () => void = () => undefined;
+    let connected: () => void = () => undefined;
+    const sent = new Promise<void>((resolve) => (connected = resolve));
     const done = new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = httpRequest(
         {
@@ -254,13 +256,15 @@ test("SIGTERM: requests in flight complete, new connections are refused, exit co
         },
       );
       req.on("error", reject);
-      req.write(body.subarray(0, 100));
+      req.write(body.subarray(0, 100), () => connected());
       finish = () => req.end(body.subarray(100));
     });
-    return { done, finish: () => finish() };
+    return { done, sent, finish: () => finish() };
   });
-  // Give the server a moment to accept all three connections and read the partial bodies.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // Once the three half-bodies are on the wire, a full round trip on a fourth connection means
+  // the server has accepted the earlier ones (its accept queue is first in, first out).
+  await Promise.all(inFlight.map((r) => r.sent));
+  assert.equal((await get(`${svc.baseUrl}/v1/ca`)).status, 200);
   svc.child.kill("SIGTERM");
   await svc.waitForLog((l) => l["msg"] === "shutting down: finishing requests in flight");
   await assert.rejects(fetch(`${svc.baseUrl}/v1/ca`), "the listener no longer accepts");
