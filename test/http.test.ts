@@ -231,7 +231,7 @@ test("malformed and hostile requests get bad_request", async (t) => {
       raw: '{"constructor": {"prototype": {"token": "example-bot"}}}',
     },
   ];
-  const { app } = makeApp();
+  const { app, events } = makeApp();
   for (const c of cases) {
     await t.test(c.name, async () => {
       const req = request(app).post("/v1/join").set("Content-Type", "application/json");
@@ -239,8 +239,12 @@ test("malformed and hostile requests get bad_request", async (t) => {
       const message = assertError(res, "bad_request");
       if (c.message !== undefined) assert.match(message, c.message);
       assert.equal(({} as Record<string, unknown>)["token"], undefined, "no prototype pollution");
+      // Refused before the pipeline, but still one reported attempt.
+      const event = events.at(-1);
+      assert.deepEqual(event?.outcome, { ok: false, code: "bad_request", message });
     });
   }
+  assert.equal(events.length, cases.length);
 });
 
 test("a __proto__ member next to valid fields neither pollutes nor breaks the join", async () => {
@@ -251,7 +255,7 @@ test("a __proto__ member next to valid fields neither pollutes nor breaks the jo
 });
 
 test("content types other than JSON get unsupported_media_type", async (t) => {
-  const { app } = makeApp();
+  const { app, events } = makeApp();
   const json = JSON.stringify(body());
   const cases: ReadonlyArray<[string, string | undefined]> = [
     ["text/plain", "text/plain"],
@@ -268,6 +272,10 @@ test("content types other than JSON get unsupported_media_type", async (t) => {
       assertError(await req.send(Buffer.from(json)), "unsupported_media_type");
     });
   }
+  assert.deepEqual(
+    events.map((e) => [e.tokenName, e.outcome.ok ? "ok" : e.outcome.code]),
+    cases.map(() => [undefined, "unsupported_media_type"]),
+  );
   await t.test("application/json with a UTF-8 charset is fine", async () => {
     await request(app)
       .post("/v1/join")
@@ -278,11 +286,15 @@ test("content types other than JSON get unsupported_media_type", async (t) => {
 });
 
 test("a body over 64 KiB gets payload_too_large, announced or chunked", async () => {
-  const { app } = makeApp();
+  const { app, events } = makeApp();
   const huge = JSON.stringify(body({ id_token: "a".repeat(MAX_BODY_BYTES) }));
   assertError(
     await request(app).post("/v1/join").set("Content-Type", "application/json").send(huge),
     "payload_too_large",
+  );
+  assert.deepEqual(
+    events.map((e) => (e.outcome.ok ? "ok" : e.outcome.code)),
+    ["payload_too_large"],
   );
   // Without a Content-Length the limit applies while the body streams in.
   const server = createServer(app);

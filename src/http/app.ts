@@ -15,8 +15,15 @@ import type { RateLimiter } from "./rate-limit.ts";
 export const MAX_BODY_BYTES = 64 * 1024;
 
 export interface JoinAppDeps {
-  /** Runs a join (a `JoinService`). */
-  readonly joins: { join(request: JoinRequest): Promise<JoinResult> };
+  /** Runs a join (a `JoinService`), and hears of attempts refused before they reached it. */
+  readonly joins: {
+    join(request: JoinRequest): Promise<JoinResult>;
+    reportRefused?(attempt: {
+      readonly remoteAddr: string;
+      readonly tokenName: string | undefined;
+      readonly error: JoinError;
+    }): void;
+  };
   /** The CAs to trust now; undefined until the CA is loaded (`not_ready`). */
   readonly trusted: () =>
     { readonly tlsCaCerts: readonly string[]; readonly sshCaKeys: readonly string[] } | undefined;
@@ -56,6 +63,7 @@ export function createJoinApp(deps: JoinAppDeps): express.Express {
     express.json({ limit: MAX_BODY_BYTES, strict: true, type: () => true }),
     async function join(req: Request, res: Response) {
       const request = readJoinRequest(req.body, clientAddress(req));
+      res.locals["joinStarted"] = true;
       const result = await deps.joins.join(request);
       res.setHeader("Cache-Control", "no-store");
       res.status(200).json(joinResponse(result));
@@ -78,12 +86,23 @@ export function createJoinApp(deps: JoinAppDeps): express.Express {
       "no such endpoint: kube-join serves POST /v1/join and GET /v1/ca",
     );
   });
-  app.use(function errorOut(err: unknown, _req: Request, res: Response, _next: NextFunction) {
-    const joinError = toJoinError(err);
+  app.use(function errorOut(err: unknown, req: Request, res: Response, _next: NextFunction) {
+    let joinError = toJoinError(err);
     if (joinError === undefined) {
       deps.onInternalError?.(err, { stage: "http" });
-      sendError(res, "internal", "internal error; the details are in the server log");
-      return;
+      joinError = new JoinError("internal", "internal error; the details are in the server log");
+    }
+    if (
+      req.method === "POST" &&
+      req.route?.path === "/v1/join" &&
+      res.locals["joinStarted"] !== true
+    ) {
+      // Refused before the join pipeline saw it (shape, size, media type): still an attempt.
+      deps.joins.reportRefused?.({
+        remoteAddr: clientAddress(req),
+        tokenName: tokenNameOf(req.body),
+        error: joinError,
+      });
     }
     sendError(res, joinError.code, joinError.message);
   });
@@ -157,6 +176,13 @@ function toJoinError(err: unknown): JoinError | undefined {
     default:
       return undefined;
   }
+}
+
+/** The `token` field of a body that may be anything, for the audit of a refused attempt. */
+function tokenNameOf(body: unknown): string | undefined {
+  if (typeof body !== "object" || body === null || !Object.hasOwn(body, "token")) return undefined;
+  const token = (body as Record<string, unknown>)["token"];
+  return typeof token === "string" && token !== "" ? token : undefined;
 }
 
 function clientAddress(req: Request): string {

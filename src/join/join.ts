@@ -147,6 +147,24 @@ export class JoinService {
     }
   }
 
+  /**
+   * Reports an attempt the HTTP layer refused before it could become a `JoinRequest` (a body that
+   * is not JSON, too large, missing fields), so the audit trail and metrics see every attempt.
+   */
+  reportRefused(attempt: {
+    readonly remoteAddr: string;
+    readonly tokenName: string | undefined;
+    readonly error: JoinError;
+  }): void {
+    this.#emit(
+      { remoteAddr: attempt.remoteAddr, tokenName: attempt.tokenName },
+      { botName: undefined, identity: undefined, cache: undefined },
+      process.hrtime.bigint(),
+      this.#now(),
+      { ok: false, code: attempt.error.code, message: attempt.error.message },
+    );
+  }
+
   async #run(request: JoinRequest, nowMs: number, trace: Trace): Promise<JoinResult> {
     // Taken once: everything below sees the same resources even if a reload swaps them meanwhile.
     const snapshot = this.#options.snapshot();
@@ -294,7 +312,7 @@ export class JoinService {
   }
 
   #emit(
-    request: JoinRequest,
+    request: Pick<JoinRequest, "remoteAddr"> & { readonly tokenName: string | undefined },
     trace: Trace,
     started: bigint,
     nowMs: number,
