@@ -17,6 +17,16 @@ function spkiPem(type: "ec" | "ed25519" | "rsa", options: object = {}): string {
   return publicKey.export({ type: "spki", format: "pem" }) as string;
 }
 
+function pemOfDer(der: Buffer): string {
+  return `-----BEGIN PUBLIC KEY-----\n${der.toString("base64")}\n-----END PUBLIC KEY-----\n`;
+}
+
+function withLastByteFlipped(der: Buffer): Buffer {
+  const copy = Buffer.from(der);
+  copy[copy.length - 1]! ^= 1;
+  return copy;
+}
+
 function isInvalidPublicKey(message: RegExp) {
   return (error: unknown) =>
     error instanceof JoinError &&
@@ -75,6 +85,33 @@ test("TLS public keys: everything else is invalid_public_key, without echoing th
       message: /not a valid SubjectPublicKeyInfo/,
     },
     { name: "RSA-1024", pem: spkiPem("rsa", { modulusLength: 1024 }), message: /1024 bits/ },
+    {
+      name: "P-256 point off the curve (canonical SPKI layout)",
+      pem: pemOfDer(withLastByteFlipped(ec.publicKey.export({ type: "spki", format: "der" }))),
+      message: /not a point on its elliptic curve/,
+    },
+    {
+      name: "P-384 point off the curve (canonical SPKI layout)",
+      pem: pemOfDer(
+        withLastByteFlipped(
+          generateKeyPairSync("ec", { namedCurve: "secp384r1" }).publicKey.export({
+            type: "spki",
+            format: "der",
+          }),
+        ),
+      ),
+      message: /not a point on its elliptic curve/,
+    },
+    {
+      name: "P-256 coordinate not below p",
+      pem: pemOfDer(
+        Buffer.concat([
+          ec.publicKey.export({ type: "spki", format: "der" }).subarray(0, 27),
+          Buffer.alloc(64, 0xff),
+        ]),
+      ),
+      message: /not a point on its elliptic curve/,
+    },
     {
       name: "P-521",
       pem: spkiPem("ec", { namedCurve: "secp521r1" }),
