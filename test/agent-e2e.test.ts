@@ -20,42 +20,36 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, createServer } from "node:tls";
 import type { AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { strict as assert } from "node:assert";
 import { DEMO_KEY_FILE, signDemoToken } from "../src/commands/demo-token.ts";
 import { createTestCa, issueServerCertificate } from "./support/https-issuer.ts";
 import type { TestCa } from "./support/https-issuer.ts";
+import { CLI, DEMO_CLUSTER, DEMO_RESOURCES, REPO_ROOT, startService } from "./support/service.ts";
+import type { ServiceProcess } from "./support/service.ts";
 import { SSH, SSHD, sshLogin, startSshd } from "./support/sshd.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const CLI = join(ROOT, "src", "cli.ts");
-const DEMO_RESOURCES = join(ROOT, "fixtures", "demo", "resources");
-const RUN_CLI = `import { main } from ${JSON.stringify(CLI)}; process.exitCode = await main(process.argv.slice(1));`;
 const WAIT_MS = 20_000;
 
-/** A spawned `kube-join ...` process with its output collected. */
+/** A spawned `kube-join agent ...` process (the built CLI) with its output collected. */
 interface Spawned {
   readonly child: ChildProcess;
-  stdout(): string;
   stderr(): string;
   exited: Promise<number | null>;
 }
 
-function spawnCli(args: readonly string[], env: Record<string, string> = {}): Spawned {
-  const child = spawn(process.execPath, ["--import", "tsx", "-e", RUN_CLI, ...args], {
-    cwd: ROOT,
+function spawnAgent(args: readonly string[], env: Record<string, string>): Spawned {
+  const child = spawn(process.execPath, [CLI, "agent", ...args], {
+    cwd: REPO_ROOT,
     env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", "ignore", "pipe"],
   });
-  let out = "";
   let err = "";
-  child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
   child.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString("utf8")));
   const exited = new Promise<number | null>((resolve) =>
     child.once("exit", (code) => resolve(code)),
   );
-  return { child, stdout: () => out, stderr: () => err, exited };
+  return { child, stderr: () => err, exited };
 }
 
 async function waitFor<T>(
@@ -81,44 +75,36 @@ function jsonLines(text: string): Array<Record<string, unknown>> {
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
-/** The real service, on TLS, with its own data dir (kept across restarts). */
+/**
+ * The real service on TLS (`test/support/service.ts`), restartable on the same port and
+ * directory (so the same CA), with its audit trail in a file that outlives each process.
+ */
 class Service {
-  private process: Spawned | undefined;
+  private process: ServiceProcess | undefined;
+  private dir: string | undefined;
   joinUrl = "";
 
-  constructor(
-    private readonly dir: string,
-    private readonly tls: { certFile: string; keyFile: string },
-  ) {}
+  constructor(private readonly tls: { certPem: string; keyPem: string }) {}
 
   async start(port = 0): Promise<void> {
-    const config = join(this.dir, "config.yaml");
-    writeFileSync(
-      config,
-      [
-        "cluster_name: example.teleport.sh",
-        `listen_addr: 127.0.0.1:${port}`,
-        "diag_addr: 127.0.0.1:0",
-        "tls:",
-        `  cert_file: ${JSON.stringify(this.tls.certFile)}`,
-        `  key_file: ${JSON.stringify(this.tls.keyFile)}`,
-        "resources:",
-        `  - ${JSON.stringify(DEMO_RESOURCES)}`,
-        "data_dir: ./data",
-        "audit:",
-        "  file: ./audit.log",
-        "log_level: info",
-        "",
-      ].join("\n"),
-    );
-    const spawned = spawnCli(["serve", "--config", config]);
-    this.process = spawned;
-    const ready = await waitFor(
-      "kube-join ready",
-      () => jsonLines(spawned.stderr()).find((l) => l["msg"] === "kube-join ready"),
-      spawned.stderr,
-    );
-    this.joinUrl = String(ready["join_url"]);
+    const configYaml = [
+      `cluster_name: ${DEMO_CLUSTER}`,
+      `listen_addr: 127.0.0.1:${port}`,
+      "diag_addr: 127.0.0.1:0",
+      "tls: { cert_file: ./server.crt, key_file: ./server.key }",
+      `resources: [${JSON.stringify(DEMO_RESOURCES)}]`,
+      "data_dir: ./data",
+      "audit: { file: ./audit.log }",
+      "shutdown_timeout: 5s",
+      "",
+    ].join("\n");
+    this.process = await startService({
+      configYaml,
+      extraFiles: { "server.crt": this.tls.certPem, "server.key": this.tls.keyPem },
+      ...(this.dir === undefined ? {} : { dir: this.dir }),
+    });
+    this.dir = this.process.dir;
+    this.joinUrl = this.process.baseUrl;
   }
 
   get port(): number {
@@ -128,14 +114,14 @@ class Service {
   async stop(): Promise<void> {
     const running = this.process;
     this.process = undefined;
-    if (running === undefined || running.child.exitCode !== null) return;
-    running.child.kill("SIGTERM");
-    assert.equal(await running.exited, 0, running.stderr());
+    if (running === undefined) return;
+    const { code } = await running.stop();
+    assert.equal(code, 0, running.stderr());
   }
 
   auditLines(): Array<Record<string, unknown>> {
     try {
-      return jsonLines(readFileSync(join(this.dir, "audit.log"), "utf8"));
+      return jsonLines(readFileSync(join(this.dir ?? "", "audit.log"), "utf8"));
     } catch {
       return [];
     }
@@ -166,9 +152,8 @@ describe("kube-join agent against the real service", { timeout: 120_000 }, () =>
   }
 
   function agent(output: string, extra: string[] = []): Spawned {
-    const spawned = spawnCli(
+    const spawned = spawnAgent(
       [
-        "agent",
         "--server",
         service.joinUrl,
         "--token",
@@ -206,12 +191,7 @@ describe("kube-join agent against the real service", { timeout: 120_000 }, () =>
     serverCa = await createTestCa("kube-join e2e server CA");
     const { certPem, keyPem } = await issueServerCertificate(serverCa);
     writeFileSync(serverCaFile, serverCa.certPem);
-    writeFileSync(join(dir, "server.crt"), certPem);
-    writeFileSync(join(dir, "server.key"), keyPem, { mode: 0o600 });
-    service = new Service(dir, {
-      certFile: join(dir, "server.crt"),
-      keyFile: join(dir, "server.key"),
-    });
+    service = new Service({ certPem, keyPem });
     await service.start();
   });
 
