@@ -651,6 +651,19 @@ describe("runAgent on a fixed clock", () => {
     assert.equal(await readCurrentIdentity(dir), undefined);
   });
 
+  test("--oneshot stopped before its join succeeds exits 1; a stopped daemon exits 0", async () => {
+    for (const [oneshot, code] of [
+      [true, 1],
+      [false, 0],
+    ] as const) {
+      const h = harness(["ok"]);
+      h.stop.abort();
+      const dir = tempDir("stopped");
+      assert.equal(await runAgent(options(dir, { oneshot }), h.deps, h.stop.signal), code);
+      assert.equal(h.logs.at(-1)?.["event"], "agent.stop");
+    }
+  });
+
   test("renews on schedule, backs off exponentially on failure, keeps the identity, recovers", async () => {
     const dir = tempDir("loop");
     const down = () => new AgentError("server_unreachable", "ECONNREFUSED");

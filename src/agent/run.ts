@@ -69,7 +69,7 @@ export async function joinOnce(
  * The agent: join, then renew every `renewEveryMs` (sooner when the server granted a shorter
  * lifetime: at most a third of what is left), backing off with jitter after failures. A failure
  * never removes the current identity. Returns the exit code: in `oneshot` mode 0 after one good
- * join and 1 after a failed one; otherwise 0 once `signal` aborts (SIGTERM).
+ * join and 1 after a failed or interrupted one; otherwise 0 once `signal` aborts (SIGTERM).
  */
 export async function runAgent(
   options: AgentOptions,
@@ -143,7 +143,9 @@ export async function runAgent(
     }
   }
   log("info", "agent stopped", { event: "agent.stop", identity_expires: current?.expires ?? null });
-  return 0;
+  // A one-shot run stopped before its join succeeded did not do its job (an init container
+  // must not let the pod start without an identity).
+  return options.oneshot ? 1 : 0;
 }
 
 /** Waits `ms` on the real clock; resolves early (never rejects) when `signal` aborts. */
