@@ -6,7 +6,7 @@
 import { fileURLToPath } from "node:url";
 import { loadConfig } from "../config/config.ts";
 import { createLogger } from "../log.ts";
-import { problemsOf, startJoinService } from "../service/server.ts";
+import { problemsOf, startJoinService, type RunningService } from "../service/server.ts";
 
 /** The demo configuration, relative to the package root (this file is in src/ or dist/commands). */
 export const DEMO_CONFIG = fileURLToPath(
@@ -56,20 +56,28 @@ export async function run(args: string[]): Promise<number> {
   }
   const log = createLogger({ level: config.logLevel });
 
-  let service;
+  // Installed before start-up so an early SIGHUP (an eager config-management tool) does not kill
+  // the process, SIGHUP's default action: start-up reads the files anyway.
+  let service: RunningService | undefined;
+  const onHup = (): void => {
+    if (service === undefined) {
+      log.info("SIGHUP during start-up: ignored, the resources are being loaded anyway");
+      return;
+    }
+    log.info("SIGHUP: reloading resources");
+    void service.reload("SIGHUP");
+  };
+  process.on("SIGHUP", onHup);
   try {
     service = await startJoinService(config, { log });
   } catch (err) {
+    process.off("SIGHUP", onHup);
     log.fatal({ problems: problemsOf(err) }, "start-up failed");
     return 1;
   }
   const running = service;
 
   return new Promise<number>((resolve) => {
-    const onHup = (): void => {
-      log.info("SIGHUP: reloading resources");
-      void running.reload("SIGHUP");
-    };
     const onStop = (signal: NodeJS.Signals): void => {
       log.info({ signal }, "shutting down: finishing requests in flight");
       process.off("SIGHUP", onHup);
@@ -84,7 +92,6 @@ export async function run(args: string[]): Promise<number> {
         },
       );
     };
-    process.on("SIGHUP", onHup);
     process.once("SIGTERM", onStop);
     process.once("SIGINT", onStop);
   }).then((code) => {
