@@ -24,6 +24,10 @@ import type { ResourceSet } from "../resources/types.ts";
 import { ResourceReloader, type ReloadOutcome } from "./reloader.ts";
 import { ServiceState } from "./state.ts";
 
+/** Time allowed for a request's headers, and for the whole request, on both listeners. */
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
+
 export interface RunningService {
   /** `http(s)://host:port` of the join listener (the real port when 0 was configured). */
   readonly joinUrl: string;
@@ -103,6 +107,12 @@ export async function startJoinService(
     tlsFiles === undefined ? createHttpServer(app) : createHttpsServer(readTlsFiles(tlsFiles), app);
   const diagServer = createHttpServer(diagApp);
   const servers = [joinServer, diagServer];
+  for (const server of servers) {
+    // A join is milliseconds of work on a body of at most 64 KiB: a client that dribbles its
+    // headers or body (slowloris) is cut off long before Node's 60 s / 300 s defaults.
+    server.headersTimeout = HEADERS_TIMEOUT_MS;
+    server.requestTimeout = REQUEST_TIMEOUT_MS;
+  }
 
   const closeAll = async (): Promise<void> => {
     for (const server of servers) server.closeAllConnections();
