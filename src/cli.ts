@@ -23,7 +23,7 @@ const COMMANDS: Readonly<Record<string, Command>> = {
   },
   "demo-token": {
     summary:
-      "demo-token [--service-account NS:NAME] [--ttl 10m]   print a JWT signed by the TEST-ONLY demo key",
+      "demo-token [OPTIONS]        print a service-account JWT signed by the TEST-ONLY demo key",
     load: () => import("./commands/demo-token.ts"),
   },
 };
