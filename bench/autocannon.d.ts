@@ -7,7 +7,7 @@ declare module "autocannon" {
     readonly p99: number;
     readonly max: number;
   }
-  interface Result {
+  export interface Result {
     readonly requests: Histogram & { readonly total: number };
     readonly latency: Histogram;
     readonly duration: number;

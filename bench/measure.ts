@@ -31,3 +31,35 @@ export function round(value: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
+
+/**
+ * Measures several operations interleaved, so load from other processes on this shared machine
+ * falls on all of them alike: each round runs every operation for about `sliceMs` (batch sizes are
+ * calibrated per operation), until each has run about `ms` milliseconds in all. Returns
+ * microseconds per call for each name.
+ */
+export function measureInterleaved(
+  fns: Readonly<Record<string, () => unknown>>,
+  ms = 1000,
+  sliceMs = 5,
+): Record<string, number> {
+  const entries = Object.entries(fns);
+  const batches = entries.map(([, fn]) => {
+    const estimateUs = microsPerCall(fn, 50);
+    return Math.max(1, Math.round((sliceMs * 1000) / estimateUs));
+  });
+  const spent = entries.map(() => 0n);
+  const calls = entries.map(() => 0);
+  const budget = BigInt(ms) * 1_000_000n;
+  while (spent.some((t) => t < budget)) {
+    entries.forEach(([, fn], i) => {
+      const start = process.hrtime.bigint();
+      for (let j = 0; j < batches[i]!; j++) fn();
+      spent[i]! += process.hrtime.bigint() - start;
+      calls[i]! += batches[i]!;
+    });
+  }
+  return Object.fromEntries(
+    entries.map(([name], i) => [name, Number(spent[i]!) / calls[i]! / 1000]),
+  );
+}

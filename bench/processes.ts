@@ -23,11 +23,14 @@ export interface Spawned {
   stop(): Promise<void>;
 }
 
-/** Spawns a process and resolves once its combined output matches `ready` (bounded in time). */
+/**
+ * Spawns a process and resolves once its combined output matches `ready`, or once `probe`
+ * resolves true (polled every 100 ms); bounded in time either way.
+ */
 export async function spawnUntil(
   command: string,
   args: readonly string[],
-  ready: RegExp,
+  ready: RegExp | (() => Promise<boolean>),
   timeoutMs = 20_000,
 ): Promise<Spawned> {
   const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -48,14 +51,23 @@ export async function spawnUntil(
       child.kill("SIGKILL");
       reject(new Error(`${command} ${args.join(" ")} not ready in ${timeoutMs} ms:\n${out}`));
     }, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
       if (out.length > 1_000_000) out = out.slice(-100_000);
-      if (ready.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
+      if (ready instanceof RegExp && ready.test(out)) done();
     };
+    if (typeof ready === "function") {
+      const poll = async (): Promise<void> => {
+        if (child.exitCode !== null) return;
+        if (await ready().catch(() => false)) return done();
+        setTimeout(() => void poll(), 100);
+      };
+      void poll();
+    }
     child.stdout?.on("data", onData);
     child.stderr?.on("data", onData);
     child.once("exit", (code) => {

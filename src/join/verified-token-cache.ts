@@ -10,7 +10,7 @@
  * JWT's own `exp` plus the verifier's leeway, never beyond it, measured on the injected clock.
  * Failures are never cached.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import type { ServiceAccountIdentity } from "../jwt/identity.ts";
 import { CLOCK_LEEWAY_SECONDS } from "../jwt/verify.ts";
@@ -48,10 +48,9 @@ export class VerifiedTokenCache {
       maxSize: options.maxEntries * AVERAGE_ENTRY_BYTES,
       sizeCalculation: (entry, key) =>
         BASE_ENTRY_BYTES + key.length + identityBytes(entry.identity),
-      // Expiry follows the injected clock, so tests (and the pipeline) agree on "now".
-      perf: { now: () => this.#now() },
-      ttlAutopurge: false,
-      ttlResolution: 0,
+      // No lru-cache TTL: each entry carries its own deadline, checked on every `get` against the
+      // injected clock, and expired entries are evicted as the LRU fills; TTL bookkeeping would
+      // only add a second clock read to the hit path.
     });
   }
 
@@ -65,7 +64,8 @@ export class VerifiedTokenCache {
     audience: string,
     issuer: string | undefined,
   ): string {
-    const digest = createHash("sha256").update(jwt).digest("base64url");
+    // One-shot hash: no Hash object per lookup (this is the whole cost of a cache hit).
+    const digest = hash("sha256", jwt, "base64url");
     return `${digest}|${keyRevision}|${audience}|${issuer ?? ""}`;
   }
 
@@ -85,7 +85,7 @@ export class VerifiedTokenCache {
     const validUntilMs = (identity.expiresAt + CLOCK_LEEWAY_SECONDS) * 1000;
     const ttl = validUntilMs - this.#now();
     if (!(ttl > 0)) return;
-    this.#lru.set(key, { identity, validUntilMs }, { ttl: Math.ceil(ttl) });
+    this.#lru.set(key, { identity, validUntilMs });
   }
 
   get size(): number {

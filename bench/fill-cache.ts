@@ -1,0 +1,32 @@
+// Run as its own process by bench/run.ts: fills the verified-token cache to its bound with
+// realistic identities and prints the process RSS, so the figure is not mixed with the bench's own
+// memory.
+import { randomUUID } from "node:crypto";
+import { VerifiedTokenCache } from "../src/join/verified-token-cache.ts";
+import type { ServiceAccountIdentity } from "../src/jwt/identity.ts";
+
+const maxEntries = Number(process.argv[2] ?? 100_000);
+const cache = new VerifiedTokenCache({ maxEntries, now: () => Date.now() });
+const exp = Math.floor(Date.now() / 1000) + 1800;
+const revision = "r".repeat(22);
+for (let i = 0; i < maxEntries + 1000; i++) {
+  const identity: ServiceAccountIdentity = {
+    subject: `system:serviceaccount:team-${i % 50}:tbot-${i}`,
+    namespace: `team-${i % 50}`,
+    serviceAccount: `tbot-${i}`,
+    serviceAccountUid: randomUUID(),
+    podName: `tbot-6d4cf56db6-${i.toString(36).padStart(5, "x")}`,
+    podUid: randomUUID(),
+    nodeName: `ip-10-0-${i % 250}-${i % 200}.eu-west-1.compute.internal`,
+    issuer: "https://oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF",
+    jti: randomUUID(),
+    issuedAt: exp - 600,
+    expiresAt: exp,
+  };
+  cache.set(
+    VerifiedTokenCache.keyOf(`jwt-${i}-${randomUUID()}`, revision, "bench.example.com", undefined),
+    identity,
+  );
+}
+global.gc?.();
+console.log(JSON.stringify({ entries: cache.size, rssMiB: process.memoryUsage().rss / 1048576 }));

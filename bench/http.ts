@@ -1,0 +1,292 @@
+import { execFileSync } from "node:child_process";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import autocannon from "autocannon";
+import type { Result } from "autocannon";
+import {
+  generateClusterKey,
+  mintServiceAccountToken,
+  serviceAccountClaims,
+  type ClusterKey,
+} from "../test/support/jwt.ts";
+import { round, type BenchRow } from "./measure.ts";
+import { cpuSeconds, freePort, rssMiB, spawnUntil, type Spawned } from "./processes.ts";
+
+const CLUSTER = "bench.example.com";
+const ROOT = new URL("..", import.meta.url).pathname;
+const CONNECTIONS = 16;
+const RUN_SECONDS = 4;
+
+/** A join request body, ready to send. */
+type Body = string;
+
+function sshLine(key: KeyObject): string {
+  const x = Buffer.from(key.export({ format: "jwk" }).x ?? "", "base64url");
+  const field = (bytes: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(bytes.length);
+    return Buffer.concat([len, bytes]);
+  };
+  const blob = Buffer.concat([field(Buffer.from("ssh-ed25519")), field(x)]);
+  return `ssh-ed25519 ${blob.toString("base64")}`;
+}
+
+/**
+ * Join bodies: each with its own JWT (distinct pod uid and jti) and its own TLS and SSH public
+ * keys, or all sharing one JWT (`repeatJwt`) so the verified-token cache answers.
+ */
+function makeBodies(cluster: ClusterKey, count: number, repeatJwt: boolean): Body[] {
+  const now = Date.now();
+  const claims = () =>
+    serviceAccountClaims({ audience: CLUSTER, issuedAtMs: now, ttlSeconds: 1800 });
+  const shared = mintServiceAccountToken(cluster, claims());
+  const bodies: Body[] = [];
+  for (let i = 0; i < count; i++) {
+    const tls = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey;
+    const ssh = generateKeyPairSync("ed25519").publicKey;
+    bodies.push(
+      JSON.stringify({
+        token: "bench-bot",
+        role: "Bot",
+        id_token: repeatJwt ? shared : mintServiceAccountToken(cluster, claims()),
+        public_tls_key: tls.export({ type: "spki", format: "pem" }),
+        public_ssh_key: sshLine(ssh),
+      }),
+    );
+  }
+  return bodies;
+}
+
+async function fire(
+  url: string,
+  bodies: readonly Body[],
+  options: { amount?: number; overallRate?: number; duration?: number; ca?: string },
+): Promise<Result> {
+  let next = 0;
+  return autocannon({
+    url: `${url}/v1/join`,
+    connections: CONNECTIONS,
+    timeout: 10,
+    ...(options.amount !== undefined ? { amount: options.amount } : {}),
+    ...(options.duration !== undefined ? { duration: options.duration } : {}),
+    ...(options.overallRate !== undefined ? { overallRate: options.overallRate } : {}),
+    ...(options.ca !== undefined ? { tlsOptions: { ca: options.ca } } : {}),
+    requests: [
+      {
+        method: "POST",
+        path: "/v1/join",
+        headers: { "content-type": "application/json" },
+        setupRequest: (req) => ({ ...req, body: bodies[next++ % bodies.length]! }),
+      },
+    ],
+  });
+}
+
+interface Started {
+  readonly process: Spawned;
+  readonly url: string;
+}
+
+function writeServiceFiles(dir: string, cluster: ClusterKey, tls: boolean): string {
+  writeFileSync(
+    join(dir, "resources.yaml"),
+    [
+      "kind: bot",
+      "version: v1",
+      "metadata: {name: bench}",
+      "spec:",
+      "  roles: [access]",
+      "  traits: [{name: logins, values: [root]}]",
+      "---",
+      "kind: token",
+      "version: v2",
+      "metadata: {name: bench-bot}",
+      "spec:",
+      "  roles: [Bot]",
+      "  bot_name: bench",
+      "  join_method: kubernetes",
+      "  kubernetes:",
+      "    type: static_jwks",
+      `    static_jwks: {jwks: '${cluster.jwks}'}`,
+      '    allow: [{service_account: "default:tbot"}]',
+      "",
+    ].join("\n"),
+  );
+  const configFile = join(dir, tls ? "config-tls.yaml" : "config.yaml");
+  return configFile;
+}
+
+async function startKubeJoin(dir: string, cluster: ClusterKey, tls: boolean): Promise<Started> {
+  const configFile = writeServiceFiles(dir, cluster, tls);
+  const port = await freePort();
+  const diag = await freePort();
+  writeFileSync(
+    configFile,
+    [
+      `cluster_name: ${CLUSTER}`,
+      `listen_addr: 127.0.0.1:${port}`,
+      `diag_addr: 127.0.0.1:${diag}`,
+      "resources: [./resources.yaml]",
+      `data_dir: ./data`,
+      // The bench is one client address: lift the per-IP limit out of the way.
+      "rate_limit: {average: 100000000, period: 1s, burst: 100000000}",
+      "audit: {file: ./audit.log}",
+      "log_level: warn",
+      ...(tls ? ["tls: {cert_file: ./server.crt, key_file: ./server.key}"] : []),
+      "",
+    ].join("\n"),
+  );
+  // Ready once the diag listener answers /readyz (resources and CA loaded).
+  const process = await spawnUntil(
+    "node",
+    [join(ROOT, "bin/kube-join.js"), "serve", "--config", configFile],
+    () => fetch(`http://127.0.0.1:${diag}/readyz`).then((r) => r.ok),
+  );
+  return { process, url: `${tls ? "https" : "http"}://127.0.0.1:${port}` };
+}
+
+function serverCertificate(dir: string): string {
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      join(dir, "server.key"),
+      "-out",
+      join(dir, "server.crt"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+    ],
+    { stdio: "ignore" },
+  );
+  return readFileSync(join(dir, "server.crt"), "utf8");
+}
+
+function rate(result: Result): number {
+  return result["2xx"] / result.duration;
+}
+
+/**
+ * End-to-end HTTP figures, all in one run on this machine: a real `kube-join serve` process
+ * driven by autocannon from this (separate) process, next to a bare express JSON echo.
+ */
+export async function benchHttp(): Promise<BenchRow[]> {
+  const dir = mkdtempSync(join(tmpdir(), "kube-join-bench-http-"));
+  const processes: Spawned[] = [];
+  try {
+    const cluster = generateClusterKey("RS256");
+    const ca = serverCertificate(dir);
+    process.stderr.write("bench: minting distinct JWTs and key pairs...\n");
+    const distinct = makeBodies(cluster, 12_000, false);
+    const repeated = makeBodies(cluster, 2_000, true);
+
+    const echo = await spawnUntil(
+      "node",
+      ["--import", "tsx", join(ROOT, "bench/echo-server.ts")],
+      /listening \d+/,
+    );
+    processes.push(echo);
+    const echoPort = /listening (\d+)/.exec(echo.output())![1];
+    const echoUrl = `http://127.0.0.1:${echoPort}`;
+
+    const plain = await startKubeJoin(dir, cluster, false);
+    processes.push(plain.process);
+    const tls = await startKubeJoin(dir, cluster, true);
+    processes.push(tls.process);
+
+    // Warm-up for every server (JIT, connection setup), not measured.
+    await fire(echoUrl, repeated, { duration: 1 });
+    await fire(plain.url, repeated, { duration: 1 });
+    await fire(tls.url, repeated, { duration: 1, ca });
+
+    const echoResult = await fire(echoUrl, distinct, { duration: RUN_SECONDS });
+    const pid = plain.process.child.pid!;
+    const cpuBefore = cpuSeconds(pid);
+    const noCache = await fire(plain.url, distinct, { amount: 8_000, duration: RUN_SECONDS * 3 });
+    const cpuPerJoinMs = ((cpuSeconds(pid) - cpuBefore) * 1000) / noCache["2xx"];
+    const cached = await fire(plain.url, repeated, { duration: RUN_SECONDS });
+    const overTls = await fire(tls.url, repeated, { duration: RUN_SECONDS, ca });
+    const halfRate = Math.max(1, Math.floor(rate(noCache) / 2));
+    const atHalf = await fire(plain.url, distinct.slice(8_000), {
+      overallRate: halfRate,
+      duration: RUN_SECONDS,
+    });
+    const serverRss = rssMiB(pid);
+
+    const failures = [noCache, cached, overTls, atHalf].reduce(
+      (n, r) => n + r.non2xx + r.errors,
+      0,
+    );
+    const echoRate = rate(echoResult);
+    return [
+      { name: "http: bare express JSON echo", value: round(echoRate, 0), unit: "req/s" },
+      {
+        name: "http: joins, distinct JWT + keys (no cache help)",
+        value: round(rate(noCache), 0),
+        unit: "joins/s",
+      },
+      {
+        name: "http:   p50 / p99 latency",
+        value: round(noCache.latency.p50, 1),
+        unit: `ms / ${round(noCache.latency.p99, 1)} ms`,
+      },
+      {
+        name: "http: joins, repeated JWT (cache hits)",
+        value: round(rate(cached), 0),
+        unit: "joins/s",
+      },
+      {
+        name: "http:   p50 / p99 latency",
+        value: round(cached.latency.p50, 1),
+        unit: `ms / ${round(cached.latency.p99, 1)} ms`,
+      },
+      {
+        name: "http: joins over TLS, repeated JWT",
+        value: round(rate(overTls), 0),
+        unit: "joins/s",
+      },
+      {
+        name: "http:   p50 / p99 latency",
+        value: round(overTls.latency.p50, 1),
+        unit: `ms / ${round(overTls.latency.p99, 1)} ms`,
+      },
+      {
+        name: `http: p99 at half max (${halfRate}/s, distinct JWTs; target < 10)`,
+        value: round(atHalf.latency.p99, 1),
+        unit: "ms",
+      },
+      {
+        name: "ratio: joins no-cache / echo (target >= 0.4)",
+        value: round(rate(noCache) / echoRate),
+        unit: "x",
+      },
+      {
+        name: "ratio: joins cache-hit / echo (target >= 0.55)",
+        value: round(rate(cached) / echoRate),
+        unit: "x",
+      },
+      {
+        name: "cpu: server CPU per successful join (step-ca: 0.7-1.0 ms per cert)",
+        value: round(cpuPerJoinMs, 3),
+        unit: "ms",
+      },
+      { name: "mem: server RSS after the HTTP runs", value: round(serverRss, 0), unit: "MiB" },
+      { name: "http: failed requests in measured runs (expect 0)", value: failures, unit: "count" },
+    ];
+  } finally {
+    await Promise.all(processes.map((p) => p.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
