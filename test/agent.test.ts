@@ -16,7 +16,7 @@ import type { JoinRequestBody, JoinResponseBody } from "../src/agent/client.ts";
 import { buildIdentityFiles } from "../src/agent/identity.ts";
 import { generateAgentKey } from "../src/agent/keys.ts";
 import type { AgentKey } from "../src/agent/keys.ts";
-import { DEFAULT_TOKEN_PATH, parseAgentArgs, parseDuration } from "../src/agent/options.ts";
+import { DEFAULT_TOKEN_PATH, parseAgentArgs } from "../src/agent/options.ts";
 import type { AgentOptions } from "../src/agent/options.ts";
 import { runAgent } from "../src/agent/run.ts";
 import type { AgentDeps, AgentLogRecord } from "../src/agent/run.ts";
@@ -94,22 +94,31 @@ function requestFor(key: AgentKey, expires = new Date(NOW.getTime() + HOUR)): Jo
   };
 }
 
-describe("parseDuration", () => {
+describe("duration flags (Go syntax, shared with resources and config)", () => {
+  const args = ["--server", "https://kube-join:3025", "--token", "example-bot"];
+  const withTtl = (ttl: string) =>
+    parseAgentArgs([...args, "--ca-file", "/ca.pem", "--output", "/out", "--ttl", ttl], {});
   const cases: Array<[string, number | undefined]> = [
-    ["500ms", 500],
-    ["30s", 30_000],
-    ["20m", 1_200_000],
+    ["30m", 1_800_000],
     ["1h", HOUR],
     ["1h30m", 5_400_000],
+    ["1.5h", 5_400_000],
     ["0s", undefined],
     ["10", undefined],
     ["1d", undefined],
-    ["-1s", undefined],
-    ["1.5h", undefined],
+    ["-1h", undefined],
     ["", undefined],
   ];
   for (const [text, ms] of cases) {
-    test(`${JSON.stringify(text)} -> ${ms}`, () => assert.equal(parseDuration(text), ms));
+    test(`--ttl ${JSON.stringify(text)} -> ${ms ?? "usage error"}`, () => {
+      if (ms === undefined) {
+        assert.throws(() => withTtl(text), /--ttl/);
+      } else {
+        const options = withTtl(text);
+        assert.notEqual(options, "help");
+        assert.equal(options !== "help" && options.ttlMs, ms);
+      }
+    });
   }
 });
 
@@ -188,7 +197,7 @@ describe("parseAgentArgs", () => {
       /scheme/,
     ],
     ["not a URL", ["--server", "kube-join:3025:x", "--token", "t", "--output", "/o"], /--server/],
-    ["bad duration", [...full, "--ttl", "90"], /^--ttl: not a duration/],
+    ["bad duration", [...full, "--ttl", "90"], /^--ttl: not a positive duration/],
     ["ttl too short", [...full, "--ttl", "1m"], /^--ttl: must be at least 2m/],
     ["renewal not before expiry", [...full, "--ttl", "1h", "--renew-every", "1h"], /--renew-every/],
     [

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { parseDuration } from "../duration.ts";
 
 /** Where the kubelet projects the service-account token in the Teleport guide's manifests. */
 export const DEFAULT_TOKEN_PATH = "/var/run/secrets/tokens/join-sa-token";
@@ -47,28 +48,6 @@ export interface AgentOptions {
 /** A mistake on the agent's command line; the message names the flag. Exit status 2. */
 export class AgentUsageError extends Error {
   override readonly name = "AgentUsageError";
-}
-
-const UNIT_MS: Readonly<Record<string, number>> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-};
-
-/**
- * Parses a Go-style duration (`500ms`, `30s`, `20m`, `1h`, `1h30m`) into milliseconds.
- * Returns `undefined` for anything else, including a bare number or zero.
- *
- * @example parseDuration("1h30m") === 5_400_000
- */
-export function parseDuration(text: string): number | undefined {
-  if (!/^(\d+(ms|s|m|h))+$/.test(text)) return undefined;
-  let total = 0;
-  for (const match of text.matchAll(/(\d+)(ms|s|m|h)/g)) {
-    total += Number(match[1]) * UNIT_MS[match[2]!]!;
-  }
-  return total > 0 && Number.isSafeInteger(total) ? total : undefined;
 }
 
 const MIN_TTL_MS = 2 * 60_000;
@@ -174,10 +153,15 @@ function required(value: string | undefined, flag: string): string {
 
 function duration(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  const ms = parseDuration(value);
-  if (ms === undefined) {
+  let ms: number;
+  try {
+    ms = Math.round(parseDuration(value));
+  } catch {
+    ms = 0;
+  }
+  if (!(ms > 0) || !Number.isSafeInteger(ms)) {
     throw new AgentUsageError(
-      `${flag}: not a duration: ${JSON.stringify(value)} (use e.g. 30s, 20m, 1h)`,
+      `${flag}: not a positive duration: ${JSON.stringify(value)} (use e.g. 30s, 20m, 1h)`,
     );
   }
   return ms;
