@@ -75,6 +75,7 @@ export interface SshPublicKey {
   readonly blob: Buffer;
   /** The key's public fields: the wire blob without its leading type string (for certificates). */
   readonly publicFields: Buffer;
+  /** The key in node:crypto (built on first access: issuance never needs it). */
   readonly keyObject: KeyObject;
 }
 
@@ -237,10 +238,19 @@ export function parseSshPublicKey(line: string): SshPublicKey {
     if (innerType !== type) {
       throw invalid(`the ${type} key's encoded type does not match the line's type`);
     }
-    const keyObject = importSshKey(type, reader);
+    const makeKeyObject = checkSshKey(type, reader);
     if (!reader.done) throw invalid(`the ${type} key has trailing bytes`);
     const publicFields = blob.subarray(4 + type.length);
-    return { type, blob, publicFields, keyObject };
+    let keyObject: KeyObject | undefined;
+    return {
+      type,
+      blob,
+      publicFields,
+      get keyObject() {
+        keyObject ??= makeKeyObject();
+        return keyObject;
+      },
+    };
   } catch (error) {
     if (error instanceof JoinError) throw error;
     throw invalid(`the ${type} key is malformed`);
@@ -251,15 +261,19 @@ function b64url(bytes: Buffer): string {
   return bytes.toString("base64url");
 }
 
-function importSshKey(type: SshKeyType, reader: SshReader): KeyObject {
+/**
+ * Checks an SSH key's public fields and returns how to build its KeyObject. Ed25519 and ECDSA keys
+ * are checked without node:crypto (any 32 bytes are an Ed25519 key to OpenSSL too; EC points are
+ * checked on the curve), since the join only copies the fields into the certificate; the KeyObject
+ * is built on first use.
+ */
+function checkSshKey(type: SshKeyType, reader: SshReader): () => KeyObject {
   switch (type) {
     case "ssh-ed25519": {
       const point = reader.string();
       if (point.length !== 32) throw invalid("the ssh-ed25519 key is not 32 bytes");
-      return createPublicKey({
-        key: { kty: "OKP", crv: "Ed25519", x: b64url(point) },
-        format: "jwk",
-      });
+      return () =>
+        createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: b64url(point) }, format: "jwk" });
     }
     case "ecdsa-sha2-nistp256":
     case "ecdsa-sha2-nistp384": {
@@ -271,8 +285,10 @@ function importSshKey(type: SshKeyType, reader: SshReader): KeyObject {
       if (point.length !== 1 + 2 * curve.size || point[0] !== 0x04) {
         throw invalid(`the ${type} key is not an uncompressed ${curve.crv} point`);
       }
-      try {
-        return createPublicKey({
+      if (!isOnCurve(curve.crv, point))
+        throw invalid(`the ${type} key is not a point on ${curve.crv}`);
+      return () =>
+        createPublicKey({
           key: {
             kty: "EC",
             crv: curve.crv,
@@ -281,9 +297,6 @@ function importSshKey(type: SshKeyType, reader: SshReader): KeyObject {
           },
           format: "jwk",
         });
-      } catch {
-        throw invalid(`the ${type} key is not a point on ${curve.crv}`);
-      }
     }
     case "ssh-rsa": {
       const e = reader.mpint();
@@ -292,7 +305,12 @@ function importSshKey(type: SshKeyType, reader: SshReader): KeyObject {
       if (bits < MIN_RSA_BITS) {
         throw invalid(`the ssh-rsa key has ${bits} bits; at least ${MIN_RSA_BITS} are required`);
       }
-      return createPublicKey({ key: { kty: "RSA", n: b64url(n), e: b64url(e) }, format: "jwk" });
+      // Rare, and the import is what proves n and e form a usable key: done now.
+      const key = createPublicKey({
+        key: { kty: "RSA", n: b64url(n), e: b64url(e) },
+        format: "jwk",
+      });
+      return () => key;
     }
   }
 }
