@@ -6,27 +6,40 @@ import { VerifiedTokenCache } from "../src/join/verified-token-cache.ts";
 import type { ServiceAccountIdentity } from "../src/jwt/identity.ts";
 
 const maxEntries = Number(process.argv[2] ?? 100_000);
+global.gc?.();
+const baselineRss = process.memoryUsage().rss;
 const cache = new VerifiedTokenCache({ maxEntries, now: () => Date.now() });
 const exp = Math.floor(Date.now() / 1000) + 1800;
 const revision = "r".repeat(22);
 for (let i = 0; i < maxEntries + 1000; i++) {
-  const identity: ServiceAccountIdentity = {
-    subject: `system:serviceaccount:team-${i % 50}:tbot-${i}`,
-    namespace: `team-${i % 50}`,
-    serviceAccount: `tbot-${i}`,
-    serviceAccountUid: randomUUID(),
-    podName: `tbot-6d4cf56db6-${i.toString(36).padStart(5, "x")}`,
-    podUid: randomUUID(),
-    nodeName: `ip-10-0-${i % 250}-${i % 200}.eu-west-1.compute.internal`,
-    issuer: "https://oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF",
-    jti: randomUUID(),
-    issuedAt: exp - 600,
-    expiresAt: exp,
-  };
+  // Through JSON, as verification produces them: flat strings, not the ropes templates build.
+  const identity: ServiceAccountIdentity = JSON.parse(
+    JSON.stringify({
+      subject: `system:serviceaccount:team-${i % 50}:tbot-${i}`,
+      namespace: `team-${i % 50}`,
+      serviceAccount: `tbot-${i}`,
+      serviceAccountUid: randomUUID(),
+      podName: `tbot-6d4cf56db6-${i.toString(36).padStart(5, "x")}`,
+      podUid: randomUUID(),
+      nodeName: `ip-10-0-${i % 250}-${i % 200}.eu-west-1.compute.internal`,
+      issuer: "https://oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF",
+      jti: randomUUID(),
+      issuedAt: exp - 600,
+      expiresAt: exp,
+    }),
+  );
   cache.set(
     VerifiedTokenCache.keyOf(`jwt-${i}-${randomUUID()}`, revision, "bench.example.com", undefined),
     identity,
   );
 }
 global.gc?.();
-console.log(JSON.stringify({ entries: cache.size, rssMiB: process.memoryUsage().rss / 1048576 }));
+const { rss, heapUsed } = process.memoryUsage();
+console.log(
+  JSON.stringify({
+    entries: cache.size,
+    rssMiB: rss / 1048576,
+    heapMiB: heapUsed / 1048576,
+    baselineRssMiB: baselineRss / 1048576,
+  }),
+);

@@ -59,13 +59,17 @@ function makeBodies(cluster: ClusterKey, count: number, repeatJwt: boolean): Bod
   return bodies;
 }
 
+/** An autocannon result with the wall time it took (autocannon's own `duration` is whole seconds). */
+type Run = Result & { readonly seconds: number };
+
 async function fire(
   url: string,
   bodies: readonly Body[],
   options: { amount?: number; overallRate?: number; duration?: number; ca?: string },
-): Promise<Result> {
+): Promise<Run> {
   let next = 0;
-  return autocannon({
+  const started = process.hrtime.bigint();
+  const result = await autocannon({
     url: `${url}/v1/join`,
     connections: CONNECTIONS,
     timeout: 10,
@@ -82,6 +86,7 @@ async function fire(
       },
     ],
   });
+  return { ...result, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
 
 interface Started {
@@ -89,7 +94,7 @@ interface Started {
   readonly url: string;
 }
 
-function writeServiceFiles(dir: string, cluster: ClusterKey, tls: boolean): string {
+async function startKubeJoin(dir: string, cluster: ClusterKey, tls: boolean): Promise<Started> {
   writeFileSync(
     join(dir, "resources.yaml"),
     [
@@ -115,11 +120,6 @@ function writeServiceFiles(dir: string, cluster: ClusterKey, tls: boolean): stri
     ].join("\n"),
   );
   const configFile = join(dir, tls ? "config-tls.yaml" : "config.yaml");
-  return configFile;
-}
-
-async function startKubeJoin(dir: string, cluster: ClusterKey, tls: boolean): Promise<Started> {
-  const configFile = writeServiceFiles(dir, cluster, tls);
   const port = await freePort();
   const diag = await freePort();
   writeFileSync(
@@ -174,8 +174,8 @@ function serverCertificate(dir: string): string {
   return readFileSync(join(dir, "server.crt"), "utf8");
 }
 
-function rate(result: Result): number {
-  return result["2xx"] / result.duration;
+function rate(run: Run): number {
+  return run["2xx"] / run.seconds;
 }
 
 /**
@@ -211,15 +211,24 @@ export async function benchHttp(): Promise<BenchRow[]> {
     await fire(plain.url, repeated, { duration: 1 });
     await fire(tls.url, repeated, { duration: 1, ca });
 
+    const echoPid = echo.child.pid!;
+    const echoCpuBefore = cpuSeconds(echoPid);
     const echoResult = await fire(echoUrl, distinct, { duration: RUN_SECONDS });
+    const echoCpuMs = ((cpuSeconds(echoPid) - echoCpuBefore) * 1000) / echoResult["2xx"];
     const pid = plain.process.child.pid!;
     const cpuBefore = cpuSeconds(pid);
     const noCache = await fire(plain.url, distinct, { amount: 8_000, duration: RUN_SECONDS * 3 });
     const cpuPerJoinMs = ((cpuSeconds(pid) - cpuBefore) * 1000) / noCache["2xx"];
     const cached = await fire(plain.url, repeated, { duration: RUN_SECONDS });
     const overTls = await fire(tls.url, repeated, { duration: RUN_SECONDS, ca });
+    // Latency at half the maximum: the same paced client against kube-join and, as a control for
+    // what this machine's client and loopback add, against the echo.
     const halfRate = Math.max(1, Math.floor(rate(noCache) / 2));
     const atHalf = await fire(plain.url, distinct.slice(8_000), {
+      overallRate: halfRate,
+      duration: RUN_SECONDS,
+    });
+    const echoAtHalf = await fire(echoUrl, distinct, {
       overallRate: halfRate,
       duration: RUN_SECONDS,
     });
@@ -268,6 +277,11 @@ export async function benchHttp(): Promise<BenchRow[]> {
         unit: "ms",
       },
       {
+        name: `http:   control: echo p99 at the same ${halfRate}/s`,
+        value: round(echoAtHalf.latency.p99, 1),
+        unit: "ms",
+      },
+      {
         name: "ratio: joins no-cache / echo (target >= 0.4)",
         value: round(rate(noCache) / echoRate),
         unit: "x",
@@ -276,6 +290,11 @@ export async function benchHttp(): Promise<BenchRow[]> {
         name: "ratio: joins cache-hit / echo (target >= 0.55)",
         value: round(rate(cached) / echoRate),
         unit: "x",
+      },
+      {
+        name: "cpu: echo server CPU per request (same bodies)",
+        value: round(echoCpuMs, 3),
+        unit: "ms",
       },
       {
         name: "cpu: server CPU per successful join (step-ca: 0.7-1.0 ms per cert)",

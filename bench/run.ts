@@ -20,16 +20,21 @@ function memoryRows(): BenchRow[] {
     ["--expose-gc", "--import", "tsx", join(ROOT, "bench/fill-cache.ts"), "100000"],
     { encoding: "utf8" },
   );
-  const { entries, rssMiB } = JSON.parse(out.trim().split("\n").pop()!) as {
-    entries: number;
-    rssMiB: number;
-  };
+  const { entries, rssMiB, heapMiB, baselineRssMiB } = JSON.parse(
+    out.trim().split("\n").pop()!,
+  ) as { entries: number; rssMiB: number; heapMiB: number; baselineRssMiB: number };
   return [
     {
       name: `mem: RSS with the verified-token cache full (${entries} entries; target < 256)`,
       value: round(rssMiB, 0),
       unit: "MiB",
     },
+    {
+      name: "mem:   of which the same process before filling",
+      value: round(baselineRssMiB, 0),
+      unit: "MiB",
+    },
+    { name: "mem:   JS heap in use with the cache full", value: round(heapMiB, 0), unit: "MiB" },
   ];
 }
 
