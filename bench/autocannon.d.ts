@@ -30,6 +30,7 @@ declare module "autocannon" {
     duration?: number;
     amount?: number;
     overallRate?: number;
+    connectionRate?: number;
     timeout?: number;
     method?: string;
     headers?: Record<string, string>;
