@@ -438,3 +438,71 @@ test("extra trusted CAs are exported after the active one; bad extra files are C
     );
   }
 });
+
+test(
+  "an RSA CA key under 2048 bits from files is refused, naming the file",
+  { skip: openssl.skip },
+  async () => {
+    const dir = mkdtempSync(join(root, "rsa1024-"));
+    const tlsKeyFile = join(dir, "tls.key");
+    const tlsCertFile = join(dir, "tls.crt");
+    execFileSync(
+      openssl.path,
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:1024",
+        "-nodes",
+        "-keyout",
+        tlsKeyFile,
+        "-out",
+        tlsCertFile,
+        "-days",
+        "30",
+        "-subj",
+        "/O=example.com/CN=example.com",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+      ],
+      { stdio: "pipe" },
+    );
+    chmodSync(tlsKeyFile, 0o600);
+    const sshKeyFile = join(freshDir(), DATA_DIR_FILES.sshKeyFile);
+    await loadOrCreateAuthority(
+      { clusterName: "example.com", dataDir: join(sshKeyFile, "..") },
+      NOW,
+    );
+    await assert.rejects(
+      loadOrCreateAuthority(
+        {
+          clusterName: "example.com",
+          dataDir: freshDir(),
+          files: { tlsKeyFile, tlsCertFile, sshKeyFile },
+        },
+        NOW,
+      ),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.message ===
+          `${tlsKeyFile}: the TLS CA key is RSA of 1024 bits; at least 2048 are required`,
+    );
+  },
+);
+
+test("an existing data directory open to others is narrowed to 0700", async () => {
+  const dataDir = freshDir();
+  mkdirSync(dataDir, { mode: 0o755 });
+  chmodSync(dataDir, 0o755);
+  await loadOrCreateAuthority({ clusterName: "example.com", dataDir }, NOW);
+  assert.equal(statSync(dataDir).mode & 0o777, 0o700);
+});
+
+test("the SPIFFE ID uses the cluster name lower-cased (trust domains are lower case)", async () => {
+  const ca = await loadOrCreateAuthority({ clusterName: "Example.COM", dataDir: freshDir() }, NOW);
+  const issued = ca.issueBotCertificates(botRequest(NOW));
+  const cert = new X509Certificate(issued.tlsCert);
+  assert.equal(cert.subjectAltName, "URI:spiffe://example.com/bot/robot");
+});

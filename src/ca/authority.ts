@@ -9,6 +9,7 @@ import {
 import { join } from "node:path";
 import { x509 } from "./peculiar-x509.ts";
 import { ConfigError, JoinError } from "../errors.ts";
+import { BOT_NAME_PATTERN } from "../resources/bot.ts";
 import { encodeJoinAttributes, type JoinAttributes } from "./join-attributes.ts";
 import {
   ensurePrivateDirectory,
@@ -88,7 +89,7 @@ export interface CertificateAuthority {
 
 const CA_LIFETIME_MS = 3652 * 24 * 3600 * 1000; // 10 years
 const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
-const BOT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+const MIN_RSA_CA_BITS = 2048;
 
 /**
  * Loads the bot CA, generating it on first start. With `files`, loads a TLS key + certificate
@@ -105,7 +106,7 @@ export async function loadOrCreateAuthority(
   const { clusterName } = options;
   if (typeof clusterName !== "string" || !CLUSTER_NAME.test(clusterName)) {
     throw new ConfigError([
-      "clusterName: must be letters, digits, '.', '-' or '_' (it becomes a SPIFFE trust domain)",
+      "clusterName: must be letters, digits, '.', '-' or '_' (lower-cased, it becomes the SPIFFE trust domain)",
     ]);
   }
   const algorithm = options.tlsKeyAlgorithm ?? "ecdsa-p256";
@@ -170,7 +171,8 @@ class BotCertificateAuthority implements CertificateAuthority {
     const tls = this.x509Issuer.issue({
       commonName: keyId,
       organizations: request.roles,
-      uri: `spiffe://${this.clusterName}/bot/${request.botName}`,
+      // SPIFFE trust domains are lower case; the cluster name keeps its case as the JWT audience.
+      uri: `spiffe://${this.clusterName.toLowerCase()}/bot/${request.botName}`,
       botName: request.botName,
       joinAttributesJson,
       spkiDer: request.tlsPublicKey.spkiDer,
@@ -204,7 +206,7 @@ class BotCertificateAuthority implements CertificateAuthority {
 
 /** The request comes from verified, validated data: a bad one is a programming error. */
 function checkRequest(request: BotCertificateRequest): void {
-  if (!BOT_NAME.test(request.botName)) {
+  if (!BOT_NAME_PATTERN.test(request.botName)) {
     throw new TypeError("botName must be letters, digits, '.', '-' or '_'");
   }
   for (const [field, values] of [
@@ -320,6 +322,14 @@ function loadTlsCa(keyFile: string, certFile: string, nowMs: number): TlsCa {
   } catch {
     throw new ConfigError([
       `${keyFile}: the TLS CA key type is not supported (use ECDSA P-256/P-384, RSA or Ed25519)`,
+    ]);
+  }
+  const rsaBits =
+    key.asymmetricKeyType === "rsa" ? key.asymmetricKeyDetails?.modulusLength : undefined;
+  if (rsaBits !== undefined && rsaBits < MIN_RSA_CA_BITS) {
+    // Bots must present RSA keys of at least 2048 bits; their CA is held to the same bar.
+    throw new ConfigError([
+      `${keyFile}: the TLS CA key is RSA of ${rsaBits} bits; at least ${MIN_RSA_CA_BITS} are required`,
     ]);
   }
   const certText = readTextFile(certFile, "the TLS CA certificate");

@@ -14,8 +14,6 @@ export const TAG = {
   null: 0x05,
   oid: 0x06,
   utf8String: 0x0c,
-  printableString: 0x13,
-  ia5String: 0x16,
   utcTime: 0x17,
   generalizedTime: 0x18,
   sequence: 0x30,
@@ -73,15 +71,6 @@ export function implicitPrimitive(tagNumber: number, value: Uint8Array): Buffer 
   return tlv(0x80 | tagNumber, value);
 }
 
-/** INTEGER from unsigned big-endian magnitude bytes (leading zeros stripped, sign byte added). */
-export function unsignedInteger(magnitude: Uint8Array): Buffer {
-  let start = 0;
-  while (start < magnitude.length - 1 && magnitude[start] === 0) start++;
-  const trimmed = magnitude.subarray(start);
-  const needsSignByte = (trimmed[0] ?? 0) & 0x80;
-  return needsSignByte ? tlv(TAG.integer, Buffer.of(0), trimmed) : tlv(TAG.integer, trimmed);
-}
-
 export function smallInteger(value: number): Buffer {
   if (!Number.isInteger(value) || value < 0 || value > 0x7f) {
     throw new RangeError(`smallInteger accepts 0..127, got ${value}`);
@@ -120,13 +109,6 @@ export function oid(dotted: string): Buffer {
 
 export function utf8String(text: string): Buffer {
   return tlv(TAG.utf8String, Buffer.from(text, "utf8"));
-}
-
-export function ia5String(text: string): Buffer {
-  for (let i = 0; i < text.length; i++) {
-    if (text.charCodeAt(i) > 0x7f) throw new TypeError("IA5String must be ASCII");
-  }
-  return tlv(TAG.ia5String, Buffer.from(text, "latin1"));
 }
 
 export function octetString(...parts: readonly Uint8Array[]): Buffer {

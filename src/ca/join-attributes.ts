@@ -9,8 +9,9 @@ export interface JoinAttributes {
 
 /**
  * Join attributes as JSON in the shape of Teleport's `JoinAttrs` protobuf message serialised by
- * protojson with proto field names (what Teleport writes under OID 1.3.9999.2.21), so tools that
- * read Teleport's certificates read ours. Key order is fixed, so equal inputs give equal bytes.
+ * protojson with proto field names (the value format Teleport writes under OID 1.3.9999.2.21,
+ * though Teleport puts it in the subject name and kube-join in an extension, so a reader of
+ * Teleport's certificates parses the value but must look for it here). Key order is fixed, so equal inputs give equal bytes.
  */
 export function encodeJoinAttributes(attributes: JoinAttributes): string {
   return JSON.stringify({

@@ -1,14 +1,16 @@
 import { randomBytes, createPrivateKey, type KeyObject } from "node:crypto";
 import {
+  chmodSync,
   closeSync,
   fsyncSync,
   linkSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readFileSync,
   statSync,
   unlinkSync,
-  writeSync,
+  writeFileSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { ConfigError } from "../errors.ts";
@@ -32,7 +34,7 @@ function errorCode(error: unknown): string | undefined {
 /** Whether a file exists (a dangling symlink or unreadable parent counts as existing: we try it). */
 export function fileExists(file: string): boolean {
   try {
-    statSync(file);
+    lstatSync(file);
     return true;
   } catch (error) {
     return errorCode(error) !== "ENOENT";
@@ -113,14 +115,25 @@ function parseOpenSshPrivateKey(text: string): KeyObject {
   });
 }
 
-/** Creates `dir` (and parents) with mode 0700 if missing. */
+/** Creates `dir` (and parents) with mode 0700 if missing; narrows an existing one to 0700. */
 export function ensurePrivateDirectory(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (error) {
     throw problem(dir, `cannot create the data directory (${errorCode(error) ?? "error"})`);
   }
-  if (!statSync(dir).isDirectory()) throw problem(dir, "the data directory is not a directory");
+  const stats = statSync(dir);
+  if (!stats.isDirectory()) throw problem(dir, "the data directory is not a directory");
+  if ((stats.mode & 0o077) !== 0) {
+    try {
+      chmodSync(dir, 0o700);
+    } catch (error) {
+      throw problem(
+        dir,
+        `the data directory is open to group or others and cannot be narrowed to 0700 (${errorCode(error) ?? "error"})`,
+      );
+    }
+  }
 }
 
 /**
@@ -133,11 +146,14 @@ export function writeNewFileAtomically(file: string, contents: string, mode: num
   const temporary = join(dir, `.${basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
   const fd = openSync(temporary, "wx", mode);
   try {
-    writeSync(fd, contents);
+    writeFileSync(fd, contents); // loops until every byte is written, unlike one writeSync
     fsyncSync(fd);
-  } finally {
+  } catch (error) {
     closeSync(fd);
+    unlinkSync(temporary); // never leave partial key bytes behind
+    throw problem(file, `cannot be written (${errorCode(error) ?? "error"})`);
   }
+  closeSync(fd);
   try {
     linkSync(temporary, file);
   } catch (error) {
