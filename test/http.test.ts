@@ -428,6 +428,14 @@ test("rate limit: X-Forwarded-For names the client only with trust_proxy", async
     await request(trusting.app).get("/v1/ca").set("X-Forwarded-For", "203.0.113.1"),
     "rate_limited",
   );
+  // Only the entry the proxy appended counts: a client-written left-most entry picks no bucket.
+  const spoofed = makeApp({ rateLimiter: limiter(), trustProxy: true });
+  const via = (forged: string) => `${forged}, 198.51.100.9`;
+  await request(spoofed.app).get("/v1/ca").set("X-Forwarded-For", via("10.9.9.1")).expect(200);
+  assertError(
+    await request(spoofed.app).get("/v1/ca").set("X-Forwarded-For", via("10.9.9.2")),
+    "rate_limited",
+  );
   const direct = makeApp({ rateLimiter: limiter() });
   await request(direct.app).get("/v1/ca").set("X-Forwarded-For", "203.0.113.1").expect(200);
   assertError(

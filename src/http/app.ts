@@ -49,7 +49,10 @@ export function createJoinApp(deps: JoinAppDeps): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.disable("etag");
-  app.set("trust proxy", deps.trustProxy === true);
+  // One hop: the address the proxy in front of us appended (the right-most X-Forwarded-For
+  // entry). Entries further left are written by the client and would let it pick its own
+  // rate-limit bucket and audit address.
+  app.set("trust proxy", deps.trustProxy === true ? 1 : false);
 
   app.use(function closeWhenShuttingDown(_req: Request, res: Response, next: NextFunction) {
     if (deps.isShuttingDown?.() === true) res.setHeader("Connection", "close");

@@ -177,12 +177,13 @@ export class JoinService {
     }
     trace.botName = token.botName;
     if (token.expiresAt !== undefined && token.expiresAt <= nowMs) {
-      throw new JoinError("token_expired", `the join token expired at ${iso(token.expiresAt)}`);
+      // Nothing is proven yet: say what failed, not the token's settings.
+      throw new JoinError("token_expired", "the join token has expired");
     }
     if (token.joinMethod !== "kubernetes" || token.kubernetes === undefined) {
       throw new JoinError(
         "join_method_mismatch",
-        `the join token's join method is "${token.joinMethod}", not "kubernetes"`,
+        'the join token does not use the "kubernetes" join method',
       );
     }
     if (!isBotRole(request.role) || !token.roles.some(isBotRole)) {
@@ -354,8 +355,4 @@ export function codeOf(err: unknown): ErrorCode {
 
 function isBotRole(role: string): boolean {
   return role.toLowerCase() === "bot";
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
 }
