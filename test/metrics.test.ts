@@ -154,6 +154,15 @@ test("gauges and counters set by the service and the key source", async () => {
   }
 });
 
+test("state gauges are read at scrape time through onScrape hooks", async () => {
+  const metrics = createMetrics();
+  let entries = 3;
+  metrics.onScrape(() => metrics.setCacheEntries(entries));
+  assert.equal(sample(await metrics.render(), "kube_join_verified_token_cache_entries"), 3);
+  entries = 5; // no join in between: the next scrape still sees the new state
+  assert.equal(sample(await metrics.render(), "kube_join_verified_token_cache_entries"), 5);
+});
+
 test("each instance has its own registry, with the default process metrics", async () => {
   const a = createMetrics();
   const b = createMetrics();

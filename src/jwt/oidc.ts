@@ -138,6 +138,16 @@ export class OidcKeySource {
     return fetchedAt === undefined ? undefined : Math.max(0, (this.#now() - fetchedAt) / 1000);
   }
 
+  /** `[issuer, seconds]` for every issuer whose keys have been fetched, for the age gauge. */
+  keySetAges(): Array<readonly [string, number]> {
+    const ages: Array<readonly [string, number]> = [];
+    for (const issuer of this.#issuers.keys()) {
+      const age = this.keySetAgeSeconds(issuer);
+      if (age !== undefined) ages.push([issuer, age]);
+    }
+    return ages;
+  }
+
   #stateOf(issuer: string): IssuerState {
     let state = this.#issuers.get(issuer);
     if (state === undefined) {

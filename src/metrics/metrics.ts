@@ -31,6 +31,11 @@ export interface Metrics {
   recordKeyFetch(issuer: string, ok: boolean): void;
   /** The age of the key set kube-join holds for an `oidc` issuer. */
   setKeySetAge(issuer: string, seconds: number): void;
+  /**
+   * Runs `refresh` before every `render()`, so gauges that describe state (cache entries, key-set
+   * ages) are read when scraped instead of going stale between joins.
+   */
+  onScrape(refresh: () => void): void;
 }
 
 const PREFIX = "kube_join_";
@@ -142,6 +147,8 @@ export function createMetrics(): Metrics {
   cacheEntries.set(0);
   rateLimited.inc(0);
 
+  const scrapeHooks: Array<() => void> = [];
+
   const onJoin = (attempt: JoinAttempt): void => {
     const { outcome } = attempt;
     const result = outcome.ok ? "success" : "failure";
@@ -157,7 +164,13 @@ export function createMetrics(): Metrics {
 
   return {
     contentType: registry.contentType,
-    render: () => registry.metrics(),
+    render: () => {
+      for (const refresh of scrapeHooks) refresh();
+      return registry.metrics();
+    },
+    onScrape(refresh) {
+      scrapeHooks.push(refresh);
+    },
     onJoin,
     recordReload(ok, at) {
       reloads.inc({ result: ok ? "success" : "failure" });

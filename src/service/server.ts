@@ -69,14 +69,12 @@ export async function startJoinService(
       if (!ok) log.warn({ issuer, error }, "fetching an oidc issuer's keys failed");
     },
   });
-  const oidcKeys = async (issuer: string, kid: string | undefined, allowHttp: boolean) => {
-    try {
-      return await oidc.keysFor(issuer, kid, allowHttp);
-    } finally {
-      const age = oidc.keySetAgeSeconds(issuer);
-      if (age !== undefined) metrics.setKeySetAge(issuer, age);
-    }
-  };
+  const oidcKeys = (issuer: string, kid: string | undefined, allowHttp: boolean) =>
+    oidc.keysFor(issuer, kid, allowHttp);
+  metrics.onScrape(() => {
+    metrics.setCacheEntries(cache.size);
+    for (const [issuer, age] of oidc.keySetAges()) metrics.setKeySetAge(issuer, age);
+  });
   const onInternalError = (err: unknown, context: { readonly stage: string }): void => {
     log.error({ err, stage: context.stage }, "unexpected error while serving a request");
   };
@@ -87,7 +85,7 @@ export async function startJoinService(
     now,
     cache,
     oidcKeys,
-    listeners: [metrics.onJoin, audit.onJoin, () => metrics.setCacheEntries(cache.size)],
+    listeners: [metrics.onJoin, audit.onJoin],
     onInternalError,
   });
   let shuttingDown = false;
