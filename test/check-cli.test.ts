@@ -91,7 +91,7 @@ test("check prints every problem of broken files on stderr with file:line:col, e
   assert.deepEqual(stderr.split("\n"), [
     `${bots}:7:3: spec.max_session_ttl: invalid duration "12 hours": use a number with a unit, e.g. "12h", "30m", "1h30m", "90s" or "500ms"`,
     `${tokens}:9:3: spec.kubernetes.allow: at least one rule must be set`,
-    `${tokens}:12:7: spec.kubernetes.static_jwks.jwks: not valid JSON (Unexpected token '#', "# Place th"... is not valid JSON). A line starting with '#' inside the jwks block is part of the JSON text, not a YAML comment: remove it.`,
+    `${tokens}:12:7: spec.kubernetes.static_jwks.jwks: not valid JSON (unexpected '#'). A line starting with '#' inside the jwks block is part of the JSON text, not a YAML comment: remove it.`,
     `${tokens}:15:5: spec.kubernetes.alow: unknown field (did you mean "allow"?); known fields here: type, allow, static_jwks, oidc`,
     `${tokens}:24:3: spec.bot_name: names no loaded bot "nobody" (bots loaded: "deployer")`,
     `${tokens}:27:5: spec.kubernetes.type: "in_cluster" is not supported: it verifies tokens through the Kubernetes API server's TokenReview API, and kube-join does not talk to a Kubernetes API server; use one of the supported types "static_jwks" or "oidc"`,

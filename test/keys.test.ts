@@ -182,6 +182,24 @@ describe("parseJwks: accepted documents", () => {
     ]);
   });
 
+  test("a JSON syntax error is located without quoting the text (no private members leak)", () => {
+    const secret = "c2VjcmV0LXByaXZhdGUtZXhwb25lbnQ";
+    // V8's own wording varies by version; what is reported is one of these, never the text.
+    const located =
+      /^not valid JSON \((syntax error at line \d+, column \d+|unexpected '.'|the text ends before the JSON does|syntax error)\)\.$/;
+    for (const text of [
+      `{"keys":[{"kty":"RSA","d":"${secret}" "n":"x"}]}`,
+      `{"keys":[{"kty":"RSA","d":"${secret}","e":tru}]}`,
+      `{"keys":[{"kty":"RSA","d":"${secret}"`,
+      `{"keys":[{"kty":"RSA","d":"${secret}`,
+    ]) {
+      const problems = problemsOf(parseJwks(text));
+      assert.equal(problems.length, 1);
+      assert.match(problems[0] ?? "", located);
+      assert.ok(!problems[0]?.includes(secret.slice(0, 6)), problems[0]);
+    }
+  });
+
   test("a key with use: enc is skipped with a warning, the others kept", () => {
     const result = parseJwks(jwksOf({ ...rsa.jwk, use: "enc" }, ec));
     assert.ok(result.ok);

@@ -388,6 +388,14 @@ describe("verifyServiceAccountToken: issuer, subject and claim consistency", () 
       },
       code: "jwt_not_service_account",
     },
+    ...["a..b", "a.-b", "a-.b"].map((name) => ({
+      name: `service account name ${JSON.stringify(name)} is not a DNS subdomain`,
+      claims: {
+        sub: `system:serviceaccount:default:${name}`,
+        "kubernetes.io": { ...kube, serviceaccount: { name, uid: "u" } },
+      },
+      code: "jwt_not_service_account" as const,
+    })),
     {
       name: "kubernetes.io.namespace disagrees",
       claims: { "kubernetes.io": { ...kube, namespace: "kube-system" } },
@@ -411,6 +419,11 @@ describe("verifyServiceAccountToken: issuer, subject and claim consistency", () 
     {
       name: "pod name not a Kubernetes name",
       claims: { "kubernetes.io": { ...kube, pod: { name: "pod\nforged: yes" } } },
+      code: "jwt_not_pod_bound",
+    },
+    {
+      name: "pod name with an empty label (p-.x)",
+      claims: { "kubernetes.io": { ...kube, pod: { name: "p-.x", uid: "u" } } },
       code: "jwt_not_pod_bound",
     },
     {

@@ -108,7 +108,10 @@ export function parseJwks(text: string): JwksParseResult {
     const hashLine = /^\s*#/m.test(text)
       ? " A line starting with '#' inside the jwks block is part of the JSON text, not a YAML comment: remove it."
       : "";
-    return { ok: false, problems: [`not valid JSON (${(err as Error).message}).${hashLine}`] };
+    return {
+      ok: false,
+      problems: [`not valid JSON (${jsonSyntaxError((err as Error).message, text)}).${hashLine}`],
+    };
   }
   if (!isPlainObject(doc) || !Array.isArray(doc["keys"])) {
     return { ok: false, problems: ['must be a JSON object with a "keys" array (a JWKS)'] };
@@ -212,6 +215,24 @@ function importJwk(
     .update(key.export({ type: "spki", format: "der" }))
     .digest("base64url");
   return { key, kty, algorithms: new Set(algorithms), spkiSha256 };
+}
+
+/**
+ * Where JSON.parse failed, without its own message: V8 quotes the input around the error, and a
+ * JWKS pasted with private members (`d`, `p`, `q`) must not have them copied into diagnostics.
+ */
+function jsonSyntaxError(message: string, text: string): string {
+  const at = /at position (\d+)/.exec(message);
+  if (at !== null) {
+    const before = text.slice(0, Number(at[1]));
+    const line = before.split("\n").length;
+    const column = before.length - before.lastIndexOf("\n");
+    return `syntax error at line ${line}, column ${column}`;
+  }
+  if (/Unexpected end/.test(message)) return "the text ends before the JSON does";
+  const token = /^Unexpected token '(.)'/.exec(message)?.[1];
+  if (token !== undefined && /^[{}[\]:,#"']$/.test(token)) return `unexpected '${token}'`;
+  return "syntax error";
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

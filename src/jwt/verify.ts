@@ -1,5 +1,6 @@
 import { constants, verify, type KeyObject } from "node:crypto";
 import { JoinError } from "../errors.ts";
+import { DNS_LABEL, DNS_SUBDOMAIN } from "../kubernetes-names.ts";
 import type { ServiceAccountIdentity } from "./identity.ts";
 import {
   ALLOWED_ALGORITHMS,
@@ -26,8 +27,6 @@ export const MAX_TOKEN_TTL_SECONDS = 30 * 60;
 const SUBJECT_PREFIX = "system:serviceaccount:";
 // Kubernetes object names: namespaces are DNS labels, service accounts and pods DNS subdomains.
 // kube-apiserver never issues anything else, so anything else is not one of its tokens.
-const DNS_LABEL = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?$/;
 // A kid is echoed in messages only when it looks like one (kube's SPKI hash, EKS's hex id).
 const PRINTABLE_KID = /^[A-Za-z0-9._~+/=:-]{1,128}$/;
 

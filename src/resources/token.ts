@@ -1,4 +1,5 @@
 import { parseJwks, type KeySet } from "../jwt/keys.ts";
+import { DNS_LABEL, DNS_SUBDOMAIN } from "../kubernetes-names.ts";
 import { describe, type FieldReader } from "./field-reader.ts";
 import type { AllowRule, JoinToken, KubernetesJoinSpec } from "./types.ts";
 
@@ -58,8 +59,6 @@ const NOT_AN_API_CLIENT =
 
 // Kubernetes object names: a namespace is a DNS-1123 label, a service account a DNS-1123
 // subdomain. A rule outside these can never match, so it is an admin mistake worth reporting.
-const NAMESPACE_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const SERVICE_ACCOUNT_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const NAMESPACE_GLOB_PATTERN = /^[-a-z0-9*?]+$/;
 const SERVICE_ACCOUNT_GLOB_PATTERN = /^[-.a-z0-9*?]+$/;
 const MAX_NAMESPACE = 63;
@@ -478,8 +477,8 @@ function checkName(
       ? NAMESPACE_GLOB_PATTERN
       : SERVICE_ACCOUNT_GLOB_PATTERN
     : isNamespace
-      ? NAMESPACE_PATTERN
-      : SERVICE_ACCOUNT_PATTERN;
+      ? DNS_LABEL
+      : DNS_SUBDOMAIN;
   if (value.length <= max && pattern.test(value)) return true;
   const rule = isNamespace
     ? `a lowercase DNS label ([a-z0-9-], at most ${max} characters)`
