@@ -10,6 +10,7 @@ import { verifyServiceAccountToken } from "../src/jwt/verify.ts";
 import {
   createTestCa,
   HttpsIssuer,
+  REDIRECT_BODY_CAP,
   type EndpointBehaviour,
   type TestCa,
 } from "./support/https-issuer.ts";
@@ -285,6 +286,51 @@ describe("OidcKeySource against a real HTTPS issuer", () => {
     const keySet = await source.keysFor(issuer.issuer, key1.kid, false);
     assert.ok(keySet.hasKid(key1.kid));
     assert.equal(issuer.requests("/keys-moved"), 1);
+  });
+
+  test("a redirect's body is not read: its connection is closed before the next hop", async () => {
+    const issuer = await startIssuer([key1]);
+    issuer.keys = "redirect_streaming";
+    const { source } = keySource({ maxBytes: 1024 });
+    const keySet = await source.keysFor(issuer.issuer, key1.kid, false);
+    assert.ok(keySet.hasKid(key1.kid));
+    assert.equal(issuer.requests("/keys-moved"), 1);
+    assert.equal(issuer.redirectBodies.length, 1);
+    // Resolves when the redirect's connection closed: at once when the client hangs up, only
+    // after the whole cap when it drains the body instead.
+    const sent = await issuer.redirectBodies[0];
+    assert.ok(
+      sent !== undefined && sent < 1024 * 1024,
+      `the server sent ${sent} of up to ${REDIRECT_BODY_CAP} body bytes after the 302`,
+    );
+  });
+
+  test("keys fetched with allowHttp (http jwks_uri) never serve an https-only lookup", async () => {
+    const plain = await startIssuer([key2], { plainHttp: true });
+    const issuer = await startIssuer([key1]);
+    issuer.jwksUri = `${plain.issuer}/keys`;
+    const { source, fetches, advance } = keySource();
+
+    const insecure = await source.keysFor(issuer.issuer, key2.kid, true);
+    assert.ok(insecure.hasKid(key2.kid));
+    assert.equal(plain.requests(plain.keysPath), 1);
+
+    // Same issuer, same kid, inside the cooldown: an https-only lookup must fetch for itself,
+    // and its own discovery names an http:// jwks_uri, which it refuses.
+    await assertUnavailable(
+      source.keysFor(issuer.issuer, key2.kid, false),
+      "invalid discovery document",
+    );
+    assert.match(fetches.at(-1)?.error ?? "", /jwks_uri refused: .*http:\/\/ is not allowed/);
+    assert.equal(plain.requests(plain.keysPath), 1);
+    // Its failure does not disturb the allowHttp key set, nor its cooldown.
+    assert.equal(await source.keysFor(issuer.issuer, key2.kid, true), insecure);
+    assert.equal(issuer.requests(issuer.discoveryPath), 2);
+
+    // The age gauge keeps one series per issuer URL: the freshest set's age.
+    advance(COOLDOWN);
+    assert.deepEqual(source.keySetAges(), [[issuer.issuer, COOLDOWN / SECOND]]);
+    assert.equal(source.keySetAgeSeconds(issuer.issuer), COOLDOWN / SECOND);
   });
 
   const failures: Array<{

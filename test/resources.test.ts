@@ -511,7 +511,7 @@ const TOKEN_CASES: { name: string; text: string; problems: (string | RegExp)[] }
     name: "oidc issuer over http without insecure_allow_http_issuer",
     text: edit(OIDC_TOKEN, ["https://issuer", "http://issuer"]),
     problems: [
-      "tokens.yaml:13:7: spec.kubernetes.oidc.issuer: must be an https:// URL; http:// is only allowed with insecure_allow_http_issuer: true (keys fetched over plain HTTP can be replaced by anyone on the path)",
+      "tokens.yaml:13:7: spec.kubernetes.oidc.issuer: oidc.issuer must be https:// unless insecure_allow_http_issuer is set (keys fetched over plain HTTP can be replaced by anyone on the path)",
     ],
   },
   {
@@ -521,21 +521,21 @@ const TOKEN_CASES: { name: string; text: string; problems: (string | RegExp)[] }
       "      issuer: http://issuer.example.com\n      insecure_allow_http_issuer: false\n",
     ]),
     problems: [
-      "tokens.yaml:13:7: spec.kubernetes.oidc.issuer: must be an https:// URL; http:// is only allowed with insecure_allow_http_issuer: true (keys fetched over plain HTTP can be replaced by anyone on the path)",
+      "tokens.yaml:13:7: spec.kubernetes.oidc.issuer: oidc.issuer must be https:// unless insecure_allow_http_issuer is set (keys fetched over plain HTTP can be replaced by anyone on the path)",
     ],
   },
   {
     name: "oidc issuer with another scheme",
     text: edit(OIDC_TOKEN, ["https://issuer", "ftp://issuer"]),
     problems: [
-      'tokens.yaml:13:7: spec.kubernetes.oidc.issuer: must be an https:// URL, got scheme "ftp"',
+      'tokens.yaml:13:7: spec.kubernetes.oidc.issuer: oidc.issuer must be https:// unless insecure_allow_http_issuer is set, which allows http:// but never scheme "ftp"',
     ],
   },
   {
     name: "oidc issuer that is not a URL",
     text: edit(OIDC_TOKEN, ["https://issuer.example.com/id/1", "issuer.example.com"]),
     problems: [
-      'tokens.yaml:13:7: spec.kubernetes.oidc.issuer: must be an https:// URL, such as "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE", got "issuer.example.com"',
+      'tokens.yaml:13:7: spec.kubernetes.oidc.issuer: oidc.issuer must be a valid URL: expected an https:// URL, such as "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE", got "issuer.example.com"',
     ],
   },
   {

@@ -182,7 +182,12 @@ function getOnce(url: URL, limits: FetchLimits, signal: AbortSignal): Promise<Ho
       const status = res.statusCode ?? 0;
       if (REDIRECT_STATUSES.has(status)) {
         settled = true;
-        res.resume();
+        // Drop the redirect's body with its connection: draining it (res.resume) would go on
+        // reading whatever the server sends after this function returned, with no size or time
+        // limit. The next hop opens its own connection anyway (agent: false).
+        res.on("error", () => {});
+        res.destroy();
+        req.destroy();
         resolve({ kind: "redirect", location: res.headers.location });
         return;
       }

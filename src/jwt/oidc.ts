@@ -48,6 +48,7 @@ export const OIDC_DEFAULTS = {
 const DISCOVERY_PATH = "/.well-known/openid-configuration";
 
 interface IssuerState {
+  readonly issuer: string;
   discovery: { readonly jwksUri: URL; readonly fetchedAt: number } | undefined;
   keySet: KeySet | undefined;
   /** When the current key set was last fetched successfully. */
@@ -66,7 +67,9 @@ interface IssuerState {
  * names a `kid` it lacks, but never sooner than the cooldown (30 s) after the previous attempt, so
  * a flood of unknown kids costs one fetch; concurrent callers share one fetch; a failed refresh
  * keeps the previous key set serving. Only when an issuer has never delivered keys does a call
- * fail, with `keys_unavailable`.
+ * fail, with `keys_unavailable`. "Per issuer" means per issuer and http permission: lookups with
+ * `allowHttp` and lookups without it keep separate discovery, key sets and cooldowns, so keys
+ * fetched over http never serve a token that requires https.
  *
  * @example
  * const keys = new OidcKeySource({ extraCaFile: "/etc/kube-join/issuer-ca.pem" });
@@ -79,7 +82,11 @@ export class OidcKeySource {
   readonly #cooldownMs: number;
   readonly #now: () => number;
   readonly #onFetch: OidcKeySourceOptions["onFetch"];
-  readonly #issuers = new Map<string, IssuerState>();
+  /**
+   * Keyed by `stateKey(issuer, allowHttp)`: keys fetched under the http permission (an http://
+   * jwks_uri, a redirect to http) must never serve a token whose configuration demands https.
+   */
+  readonly #states = new Map<string, IssuerState>();
 
   /** Throws `ConfigError` when `extraCaFile` cannot be read or holds no certificate. */
   constructor(options: OidcKeySourceOptions = {}) {
@@ -122,7 +129,7 @@ export class OidcKeySource {
       this.#report(issuer, false, issuerUrl);
       throw unavailable("issuer URL not usable");
     }
-    const state = this.#stateOf(issuer);
+    const state = this.#stateOf(issuer, allowHttp);
     if (state.inflight !== undefined) {
       await state.inflight;
     } else if (this.#refreshDue(state, kid)) {
@@ -132,26 +139,38 @@ export class OidcKeySource {
     throw unavailable(state.lastFailure ?? "issuer unreachable");
   }
 
-  /** Seconds since the issuer's current key set was fetched; undefined before the first success. */
+  /**
+   * Seconds since the issuer's freshest key set was fetched; undefined before the first success.
+   * An issuer used both with and without `insecure_allow_http_issuer` has two key sets (see
+   * `keysFor`); the age is the younger one's, so the gauge keeps one series per issuer URL.
+   */
   keySetAgeSeconds(issuer: string): number | undefined {
-    const fetchedAt = this.#issuers.get(issuer)?.keysFetchedAt;
+    let fetchedAt: number | undefined;
+    for (const allowHttp of [false, true]) {
+      const at = this.#states.get(stateKey(issuer, allowHttp))?.keysFetchedAt;
+      if (at !== undefined && (fetchedAt === undefined || at > fetchedAt)) fetchedAt = at;
+    }
     return fetchedAt === undefined ? undefined : Math.max(0, (this.#now() - fetchedAt) / 1000);
   }
 
   /** `[issuer, seconds]` for every issuer whose keys have been fetched, for the age gauge. */
   keySetAges(): Array<readonly [string, number]> {
+    const issuers = new Set<string>();
+    for (const state of this.#states.values()) issuers.add(state.issuer);
     const ages: Array<readonly [string, number]> = [];
-    for (const issuer of this.#issuers.keys()) {
+    for (const issuer of issuers) {
       const age = this.keySetAgeSeconds(issuer);
       if (age !== undefined) ages.push([issuer, age]);
     }
     return ages;
   }
 
-  #stateOf(issuer: string): IssuerState {
-    let state = this.#issuers.get(issuer);
+  #stateOf(issuer: string, allowHttp: boolean): IssuerState {
+    const key = stateKey(issuer, allowHttp);
+    let state = this.#states.get(key);
     if (state === undefined) {
       state = {
+        issuer,
         discovery: undefined,
         keySet: undefined,
         keysFetchedAt: undefined,
@@ -159,7 +178,7 @@ export class OidcKeySource {
         lastFailure: undefined,
         inflight: undefined,
       };
-      this.#issuers.set(issuer, state);
+      this.#states.set(key, state);
     }
     return state;
   }
@@ -277,6 +296,15 @@ export class OidcKeySource {
       // A broken metrics or log hook must not break key fetching.
     }
   }
+}
+
+/**
+ * Where an issuer's state lives. The http permission is part of the key: under it, discovery may
+ * point at (or redirect to) an http:// key set, and a key set obtained that way must stay out of
+ * reach of tokens that require https from the same issuer.
+ */
+function stateKey(issuer: string, allowHttp: boolean): string {
+  return `${allowHttp ? "http-ok" : "https-only"}|${issuer}`;
 }
 
 /** Whether at least `span` ms passed from `since` to `now`; a clock that went back counts as yes. */

@@ -299,6 +299,10 @@ function readStaticJwks(r: FieldReader, value: unknown): KeySet | undefined {
   return parsed.keySet;
 }
 
+// Teleport's texts for the same checks (issue 6), so operators moving between the two recognise them.
+const ISSUER_NOT_HTTPS = "oidc.issuer must be https:// unless insecure_allow_http_issuer is set";
+const ISSUER_NOT_A_URL = "oidc.issuer must be a valid URL";
+
 function readOidc(
   r: FieldReader,
   value: unknown,
@@ -323,7 +327,7 @@ function readOidc(
   } catch {
     r.error(
       path,
-      `must be an https:// URL, such as "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE", got ${JSON.stringify(issuer)}`,
+      `${ISSUER_NOT_A_URL}: expected an https:// URL, such as "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE", got ${JSON.stringify(issuer)}`,
     );
     return undefined;
   }
@@ -331,14 +335,14 @@ function readOidc(
     if (insecure !== true) {
       r.error(
         path,
-        "must be an https:// URL; http:// is only allowed with insecure_allow_http_issuer: true (keys fetched over plain HTTP can be replaced by anyone on the path)",
+        `${ISSUER_NOT_HTTPS} (keys fetched over plain HTTP can be replaced by anyone on the path)`,
       );
       return undefined;
     }
   } else if (url.protocol !== "https:") {
     r.error(
       path,
-      `must be an https:// URL, got scheme ${JSON.stringify(url.protocol.slice(0, -1))}`,
+      `${ISSUER_NOT_HTTPS}, which allows http:// but never scheme ${JSON.stringify(url.protocol.slice(0, -1))}`,
     );
     return undefined;
   }

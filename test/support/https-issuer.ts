@@ -76,7 +76,7 @@ export async function issueServerCertificate(
  * How an endpoint answers. `ok` serves the real document; the others are the failures an issuer
  * can show: a discovery document naming another issuer, broken JSON, bodies over 1 MiB (with or
  * without Content-Length), a response that never starts or stops half way, a server error, and
- * redirects (good, looping, or to plain http).
+ * redirects (good, looping, to plain http, or one whose body streams up to `REDIRECT_BODY_CAP`).
  */
 export type EndpointBehaviour =
   | "ok"
@@ -89,9 +89,13 @@ export type EndpointBehaviour =
   | "http_500"
   | "redirect"
   | "redirect_loop"
-  | "redirect_http";
+  | "redirect_http"
+  | "redirect_streaming";
 
 export const OVERSIZED_BYTES = 1024 * 1024 + 1024;
+
+/** What `redirect_streaming` sends at most after its 302 headers, unless the client hangs up. */
+export const REDIRECT_BODY_CAP = 8 * 1024 * 1024;
 
 /**
  * A real HTTPS OIDC issuer on 127.0.0.1 (ephemeral port): serves
@@ -107,6 +111,13 @@ export class HttpsIssuer {
   jwks: ReadonlyArray<Readonly<Record<string, unknown>>> = [];
   discovery: EndpointBehaviour = "ok";
   keys: EndpointBehaviour = "ok";
+  /** Overrides the `jwks_uri` the discovery document names (default `<issuer>/keys`). */
+  jwksUri: string | undefined;
+  /**
+   * For each `redirect_streaming` response, in order: resolves once its connection closed, with
+   * the body bytes the server managed to hand to the socket by then.
+   */
+  readonly redirectBodies: Array<Promise<number>> = [];
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #counts = new Map<string, number>();
@@ -171,7 +182,7 @@ export class HttpsIssuer {
     this.#counts.set(path, (this.#counts.get(path) ?? 0) + 1);
     res.on("error", () => {});
     if (path === this.discoveryPath) {
-      const doc = { issuer: this.issuer, jwks_uri: `${this.issuer}/keys` };
+      const doc = { issuer: this.issuer, jwks_uri: this.jwksUri ?? `${this.issuer}/keys` };
       this.#answer(res, this.discovery, doc, path, {
         ...doc,
         issuer: `${this.issuer}/other`,
@@ -230,6 +241,37 @@ export class HttpsIssuer {
       case "redirect_http":
         res.writeHead(302, { location: `http://127.0.0.1:1${path}` }).end();
         return;
+      case "redirect_streaming":
+        this.redirectBodies.push(streamUntilClosed(res, `${this.#prefix}/keys-moved`));
+        return;
     }
   }
+}
+
+/**
+ * A 302 whose body keeps coming (honouring backpressure) until the client closes the connection
+ * or `REDIRECT_BODY_CAP` bytes went out. Resolves with the bytes written when the response closes.
+ */
+function streamUntilClosed(res: ServerResponse, location: string): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const chunk = Buffer.alloc(64 * 1024, "x");
+    let written = 0;
+    let closed = false;
+    res.on("close", () => {
+      closed = true;
+      resolve(written);
+    });
+    res.writeHead(302, { location, "content-type": "text/plain" });
+    const pump = (): void => {
+      while (!closed && written < REDIRECT_BODY_CAP) {
+        written += chunk.length;
+        if (!res.write(chunk)) {
+          res.once("drain", pump);
+          return;
+        }
+      }
+      if (!closed) res.end();
+    };
+    pump();
+  });
 }
