@@ -5,9 +5,9 @@ module.exports = {
   forbidden: [
     {
       name: "leaf-modules-import-nothing",
-      comment: "errors, duration and kubernetes-names are leaves",
+      comment: "errors, duration, kubernetes-names and rfc3339 are leaves",
       severity: "error",
-      from: { path: "^src/(errors|duration|kubernetes-names)\\.ts$" },
+      from: { path: "^src/(errors|duration|kubernetes-names|rfc3339)\\.ts$" },
       to: { path: "^src/" },
     },
     {

@@ -131,6 +131,16 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
       ],
     },
     {
+      name: "cluster name that cannot name a CA or a SPIFFE trust domain",
+      text: "cluster_name: my cluster/x\nresources: [r]\n",
+      expected: ["kube-join.yaml:1:1: cluster_name: must be letters, digits, '.', '-' or '_'"],
+    },
+    {
+      name: "shutdown timeout beyond what a timer can wait",
+      text: `${OK}shutdown_timeout: 1000h\n`,
+      expected: ["kube-join.yaml:3:1: shutdown_timeout: must be at most 10m"],
+    },
+    {
       name: "bad duration",
       text: `${OK}certs: {default_ttl: 1d}\n`,
       expected: ['kube-join.yaml:3:9: certs.default_ttl: invalid duration "1d"'],

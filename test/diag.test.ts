@@ -146,7 +146,7 @@ test("a metrics failure is a generic internal error, details only in the log", a
   assert.deepEqual(res.body, {
     error: {
       code: "internal",
-      message: "An unexpected error; details are only in the server log.",
+      message: "internal error; the details are in the server log",
     },
   });
   assert.ok(!res.text.includes("/srv/secret/path"));

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { before, test } from "node:test";
 import request from "supertest";
 import { loadOrCreateAuthority, type CertificateAuthority } from "../src/ca/authority.ts";
-import { ERROR_CODES, statusOf, type ErrorCode } from "../src/errors.ts";
+import { statusOf, type ErrorCode } from "../src/errors.ts";
 import { createJoinApp, MAX_BODY_BYTES, type JoinAppDeps } from "../src/http/app.ts";
 import { RateLimiter } from "../src/http/rate-limit.ts";
 import type { JoinAttempt } from "../src/join/events.ts";
@@ -217,6 +217,11 @@ test("malformed and hostile requests get bad_request", async (t) => {
     { name: "expires not RFC 3339", json: body({ expires: "tomorrow" }), message: /RFC 3339/ },
     { name: "expires without a zone", json: body({ expires: "2026-01-15T13:00:00" }) },
     { name: "expires with a bad month", json: body({ expires: "2026-13-15T13:00:00Z" }) },
+    {
+      name: "expires on a day the month does not have",
+      json: body({ expires: "2026-02-30T00:00:00Z" }),
+    },
+    { name: "expires at hour 24", json: body({ expires: "2026-02-01T24:00:00Z" }) },
     {
       name: "fields hidden under __proto__",
       raw: JSON.stringify(body()).replace(/^\{/, '{"__proto__":').concat("}").replace(/^/, "{"),
@@ -470,20 +475,4 @@ test("during shutdown, responses close their connection", async () => {
   const { app } = makeApp({ isShuttingDown: () => true });
   const res = await request(app).get("/v1/ca").expect(200);
   assert.equal(res.headers["connection"], "close");
-});
-
-test("every code the join listener can answer with has a registered status", () => {
-  const produced: ErrorCode[] = [
-    "bad_request",
-    "invalid_public_key",
-    "invalid_ttl",
-    "payload_too_large",
-    "unsupported_media_type",
-    "rate_limited",
-    "not_found",
-    "method_not_allowed",
-    "internal",
-    "not_ready",
-  ];
-  for (const code of produced) assert.ok(ERROR_CODES.includes(code), code);
 });

@@ -61,11 +61,14 @@ test("reloads are serialised: requests during a reload run once more, afterwards
     onReload: seen.onReload,
   });
   const first = reloader.reload("one");
-  void reloader.reload("two");
-  void reloader.reload("three");
+  const second = reloader.reload("two");
+  const third = reloader.reload("three");
   release();
   await first;
-  await seen.count(2);
+  // A caller who asked during the first reload is answered only once the queued one is done.
+  await third;
+  assert.equal(seen.all.length, 2, "the queued reload had finished when its caller resumed");
+  await second;
   assert.equal(calls, 2, "the queued requests collapse into one more reload");
   assert.deepEqual(
     seen.all.map((o) => o.reason),

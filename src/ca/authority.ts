@@ -88,7 +88,8 @@ export interface CertificateAuthority {
 }
 
 const CA_LIFETIME_MS = 3652 * 24 * 3600 * 1000; // 10 years
-const CLUSTER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+/** What a cluster name may be: it names the CA and, lower-cased, the SPIFFE trust domain. */
+export const CLUSTER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 const MIN_RSA_CA_BITS = 2048;
 
 /**
@@ -104,7 +105,7 @@ export async function loadOrCreateAuthority(
   nowMs: number = Date.now(),
 ): Promise<CertificateAuthority> {
   const { clusterName } = options;
-  if (typeof clusterName !== "string" || !CLUSTER_NAME.test(clusterName)) {
+  if (typeof clusterName !== "string" || !CLUSTER_NAME_PATTERN.test(clusterName)) {
     throw new ConfigError([
       "clusterName: must be letters, digits, '.', '-' or '_' (lower-cased, it becomes the SPIFFE trust domain)",
     ]);

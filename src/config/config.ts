@@ -5,6 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
+import { CLUSTER_NAME_PATTERN } from "../ca/authority.ts";
 import { parseDuration } from "../duration.ts";
 import { ConfigError } from "../errors.ts";
 import {
@@ -64,6 +65,8 @@ export interface ServiceConfig {
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
 }
+
+const MAX_SHUTDOWN_TIMEOUT_MS = 10 * 60_000;
 
 export const CONFIG_DEFAULTS = {
   listenAddr: "127.0.0.1:3025",
@@ -154,6 +157,11 @@ class Reader {
     const clusterName = this.#string(["cluster_name"], root["cluster_name"]);
     if (clusterName === undefined && !("cluster_name" in root)) {
       this.#problem(["cluster_name"], "is required (the JWT audience and the CA's name)");
+    } else if (clusterName !== undefined && !CLUSTER_NAME_PATTERN.test(clusterName)) {
+      this.#problem(
+        ["cluster_name"],
+        "must be letters, digits, '.', '-' or '_', starting with a letter or digit (it names the CA and the SPIFFE trust domain)",
+      );
     }
 
     const tlsBlock = this.#object(["tls"], root["tls"]);
@@ -280,6 +288,10 @@ class Reader {
       root["shutdown_timeout"],
       CONFIG_DEFAULTS.shutdownTimeout,
     );
+    if (shutdownTimeoutMs !== undefined && shutdownTimeoutMs > MAX_SHUTDOWN_TIMEOUT_MS) {
+      // Beyond setTimeout's range Node fires at once, which would cut the drain short.
+      this.#problem(["shutdown_timeout"], "must be at most 10m");
+    }
 
     return {
       file,

@@ -7,8 +7,10 @@
  * status; anything that is not a `JoinError` is answered with a generic `internal`.
  */
 import express, { type NextFunction, type Request, type Response } from "express";
-import { JoinError, statusOf, type ErrorCode } from "../errors.ts";
+import { JoinError } from "../errors.ts";
 import type { JoinRequest, JoinResult } from "../join/join.ts";
+import { parseRfc3339 } from "../rfc3339.ts";
+import { INTERNAL_MESSAGE, sendError } from "./error-response.ts";
 import type { RateLimiter } from "./rate-limit.ts";
 
 /** The largest request body accepted. */
@@ -93,7 +95,7 @@ export function createJoinApp(deps: JoinAppDeps): express.Express {
     let joinError = toJoinError(err);
     if (joinError === undefined) {
       deps.onInternalError?.(err, { stage: "http" });
-      joinError = new JoinError("internal", "internal error; the details are in the server log");
+      joinError = new JoinError("internal", INTERNAL_MESSAGE);
     }
     if (
       req.method === "POST" &&
@@ -110,15 +112,6 @@ export function createJoinApp(deps: JoinAppDeps): express.Express {
     sendError(res, joinError.code, joinError.message);
   });
   return app;
-}
-
-/** The one place an error code becomes an HTTP response. */
-function sendError(res: Response, code: ErrorCode, message: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.status(statusOf(code)).json({ error: { code, message } });
 }
 
 function rateLimit(limiter: RateLimiter, onRateLimited: (() => void) | undefined) {
@@ -192,9 +185,6 @@ function clientAddress(req: Request): string {
   return req.ip ?? req.socket.remoteAddress ?? "unknown";
 }
 
-// RFC 3339 date-time (section 5.6): a full date, `T`, a full time, and `Z` or an offset.
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$/;
-
 /** Checks the shape of a join body. Unknown fields (Teleport clients send more) are ignored. */
 export function readJoinRequest(body: unknown, remoteAddr: string): JoinRequest {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -221,8 +211,8 @@ export function readJoinRequest(body: unknown, remoteAddr: string): JoinRequest 
   const expires = read("expires", false);
   let expiresAtMs: number | undefined;
   if (expires !== undefined) {
-    expiresAtMs = RFC3339.test(expires) ? Date.parse(expires) : Number.NaN;
-    if (!Number.isFinite(expiresAtMs)) {
+    expiresAtMs = parseRfc3339(expires);
+    if (expiresAtMs === undefined) {
       throw new JoinError(
         "bad_request",
         'the field "expires" must be an RFC 3339 time such as "2026-01-02T15:04:05Z"',

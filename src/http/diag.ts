@@ -5,9 +5,8 @@
  */
 import express from "express";
 import type { NextFunction, Request, Response } from "express";
-import { statusOf } from "../errors.ts";
-import type { ErrorCode } from "../errors.ts";
 import type { Metrics } from "../metrics/metrics.ts";
+import { INTERNAL_MESSAGE, sendError } from "./error-response.ts";
 
 export interface DiagDeps {
   readonly metrics: Metrics;
@@ -19,10 +18,6 @@ export interface DiagDeps {
 
 /** Paths this app serves, each GET only (HEAD comes with GET). */
 const ROUTES = ["/metrics", "/healthz", "/readyz"];
-
-function sendError(res: Response, code: ErrorCode, message: string): void {
-  res.status(statusOf(code)).json({ error: { code, message } });
-}
 
 /**
  * Builds the diagnostics app; the caller listens on it.
@@ -78,7 +73,7 @@ export function createDiagApp(deps: DiagDeps): express.Express {
     } else {
       deps.logger.error({ err }, "diag request failed");
     }
-    sendError(res, "internal", "An unexpected error; details are only in the server log.");
+    sendError(res, "internal", INTERNAL_MESSAGE);
   });
 
   return app;

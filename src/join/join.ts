@@ -12,7 +12,7 @@
 import type { CertificateAuthority } from "../ca/authority.ts";
 import { resolveCertificateLifetime } from "../ca/lifetime.ts";
 import { parseSshPublicKey, parseTlsPublicKey } from "../ca/public-keys.ts";
-import { JoinError, type ErrorCode } from "../errors.ts";
+import { JoinError } from "../errors.ts";
 import type { ServiceAccountIdentity } from "../jwt/identity.ts";
 import type { KeySet } from "../jwt/keys.ts";
 import { decodeJwtHeader, verifyServiceAccountToken } from "../jwt/verify.ts";
@@ -193,7 +193,7 @@ export class JoinService {
       );
     }
 
-    const identity = await this.verifyForToken(token, request.idToken, nowMs, trace);
+    const identity = await this.#verifyForToken(token, request.idToken, nowMs, trace);
     trace.identity = identity;
     requireAllowedServiceAccount(token.kubernetes.allow, {
       namespace: identity.namespace,
@@ -255,7 +255,7 @@ export class JoinService {
    * Verifies a presented JWT for a token: the one place verification happens, so the cache wraps
    * exactly this. Static keys come from the token; `oidc` keys from the injected key source.
    */
-  async verifyForToken(
+  async #verifyForToken(
     token: JoinToken,
     jwt: string,
     nowMs: number,
@@ -346,11 +346,6 @@ export class JoinService {
       }
     }
   }
-}
-
-/** The error code of a failed join, for callers that only hold `unknown`. */
-export function codeOf(err: unknown): ErrorCode {
-  return err instanceof JoinError ? err.code : "internal";
 }
 
 function isBotRole(role: string): boolean {

@@ -34,26 +34,34 @@ export class ResourceReloader {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #pending: string | undefined;
+  #queued: Promise<void> | undefined;
   #closed = false;
 
   constructor(options: ReloaderOptions) {
     this.#options = options;
   }
 
-  /** Loads and validates everything; resolves once this (or a queued) reload is done. */
+  /**
+   * Loads and validates everything. Resolves once a reload that started after this call is done:
+   * the one started now, or, when one is already running, the single queued reload that follows
+   * it (requests made meanwhile share that queued run, which takes the latest reason).
+   */
   reload(reason: string): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    if (this.#running !== undefined) {
-      this.#pending = reason;
+    if (this.#running === undefined) {
+      this.#running = this.#run(reason).finally(() => {
+        this.#running = undefined;
+      });
       return this.#running;
     }
-    this.#running = this.#run(reason).finally(() => {
-      this.#running = undefined;
-      const next = this.#pending;
+    this.#pending = reason;
+    this.#queued ??= this.#running.then(() => {
+      const next = this.#pending ?? reason;
       this.#pending = undefined;
-      if (next !== undefined) void this.reload(next);
+      this.#queued = undefined;
+      return this.reload(next);
     });
-    return this.#running;
+    return this.#queued;
   }
 
   async #run(reason: string): Promise<void> {
