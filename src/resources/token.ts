@@ -1,5 +1,6 @@
 import { parseJwks, type KeySet } from "../jwt/keys.ts";
 import { DNS_LABEL, DNS_SUBDOMAIN } from "../kubernetes-names.ts";
+import { parseRfc3339 } from "../rfc3339.ts";
 import { describe, type FieldReader } from "./field-reader.ts";
 import type { AllowRule, JoinToken, KubernetesJoinSpec } from "./types.ts";
 
@@ -188,33 +189,6 @@ function readExpires(r: FieldReader, value: unknown): number | undefined {
     );
   }
   return ms;
-}
-
-const RFC3339 =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$/;
-
-/** Milliseconds since the epoch for a strict RFC 3339 date-time, or undefined. */
-export function parseRfc3339(text: string): number | undefined {
-  const m = RFC3339.exec(text);
-  if (m === null) return undefined;
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const offsetHours = m[9] === undefined ? 0 : Number(m[9]);
-  const offsetMinutes = m[10] === undefined ? 0 : Number(m[10]);
-  // Date.parse rolls 2026-02-30 over into March: check the calendar ourselves.
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  if (month < 1 || month > 12 || day < 1 || day > daysInMonth) return undefined;
-  if (hour > 23 || minute > 59 || second > 59 || offsetHours > 23 || offsetMinutes > 59) {
-    return undefined;
-  }
-  const ms = Date.parse(text.toUpperCase());
-  return Number.isNaN(ms) ? undefined : ms;
 }
 
 function readKubernetes(r: FieldReader, value: unknown): KubernetesJoinSpec | undefined {
