@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
 import * as fsPromises from "node:fs/promises";
 import { lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -9,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { strict as assert } from "node:assert";
-import { AgentError } from "../src/agent/agent-error.ts";
+import { AGENT_LOCAL_CODES, AgentError } from "../src/agent/agent-error.ts";
 import { backoffDelay } from "../src/agent/backoff.ts";
 import { postJoin } from "../src/agent/client.ts";
 import type { JoinRequestBody, JoinResponseBody } from "../src/agent/client.ts";
@@ -429,13 +430,48 @@ describe("writeIdentitySet", () => {
       assert.deepEqual(readdirSync(dir).sort(), entriesBefore, "no staging or orphan left");
     });
   }
+
+  // Each step after the `current` swap: the new set is live, so the write succeeds and says so.
+  const afterSwap: Array<[string, (fs: IdentityFs, dir: string) => IdentityFs]> = [
+    ["the directory cannot be fsynced", (fs, dir) => failDirectoryOpen(fs, dir)],
+    ["a convenience link cannot be created", (fs) => failOnCall("symlink", 2)(fs)],
+    ["old generations cannot be listed", (fs) => failOnCall("readdir", 1)(fs)],
+  ];
+  for (const [name, inject] of afterSwap) {
+    test(`a failure after the swap is a warning, not write_failed: ${name}`, async () => {
+      const dir = tempDir("after-swap");
+      const warnings: string[] = [];
+      const generation = await writeIdentitySet(dir, await filesFor("pod-new"), {
+        now: NOW,
+        fs: inject(fsPromises, dir),
+        warn: (message) => warnings.push(message),
+      });
+      assert.equal(join(dir, readlinkSync(join(dir, "current"))), generation);
+      assert.match(readSet(dir)["identity.json"]!, /"pod-new"/);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0]!, /^identity written, but .* failed in .*: ENOSPC$/);
+    });
+  }
 });
+
+function failDirectoryOpen(fs: IdentityFs, dir: string): IdentityFs {
+  return {
+    ...fs,
+    open: ((...args: Parameters<typeof fs.open>) =>
+      args[0] === dir && args[1] === "r"
+        ? Promise.reject(enospc())
+        : fs.open(...args)) as typeof fs.open,
+  };
+}
 
 function enospc(): Error {
   return Object.assign(new Error("no space left on device"), { code: "ENOSPC" });
 }
 
-function failOnCall(method: "open" | "rename", n: number): (fs: IdentityFs) => IdentityFs {
+function failOnCall(
+  method: "open" | "rename" | "symlink" | "readdir",
+  n: number,
+): (fs: IdentityFs) => IdentityFs {
   return (fs) => {
     let calls = 0;
     const real = fs[method] as (...args: unknown[]) => Promise<unknown>;
@@ -566,6 +602,36 @@ describe("postJoin against a real HTTPS server", () => {
       (err: AgentError) => err.code === "server_unreachable" && /certificate/i.test(err.message),
     );
   });
+
+  test(
+    "a server trickling its answer hits the deadline: server_unreachable",
+    { timeout: 10_000 },
+    async () => {
+      // One byte every 200 ms keeps an idle timeout from ever firing; the deadline must still.
+      const trickler = createHttpServer((_req, res) => {
+        res.writeHead(200, { "content-type": "application/json" });
+        const timer = setInterval(() => res.write(" "), 200);
+        res.on("close", () => clearInterval(timer));
+      });
+      await new Promise<void>((resolve) => trickler.listen(0, "127.0.0.1", resolve));
+      const port = (trickler.address() as AddressInfo).port;
+      const key = await generateAgentKey();
+      try {
+        await assert.rejects(
+          postJoin(
+            { server: new URL(`http://127.0.0.1:${port}`), ca: undefined, timeoutMs: 600 },
+            requestFor(key),
+          ),
+          (err: AgentError) =>
+            err.code === "server_unreachable" &&
+            /no complete answer within 600 ms/.test(err.message),
+        );
+      } finally {
+        trickler.closeAllConnections();
+        await new Promise<void>((resolve) => trickler.close(() => resolve()));
+      }
+    },
+  );
 
   test("nothing listening: server_unreachable", async () => {
     const key = await generateAgentKey();
@@ -716,15 +782,32 @@ describe("runAgent on a fixed clock", () => {
     assert.equal(joins(h.logs).at(-1)?.["code"], "no_matching_allow_rule");
   });
 
-  test("Retry-After lengthens the backoff; the cap bounds it otherwise", async () => {
-    const dir = tempDir("retry-after");
-    const limited = new AgentError("rate_limited", "slow down", {
-      status: 429,
-      retryAfterMs: 30_000,
+  // After a good join (identity valid for 1h) the agent sleeps 20m, then the join is refused
+  // with a Retry-After; backoffDelay(1) is 1s here.
+  const retryAfterCases: Array<[string, number, number, number]> = [
+    ["Retry-After lengthens the backoff", 30_000, 60_000, 30_000],
+    ["--backoff-max caps a long Retry-After", 3_600_000, 300_000, 300_000],
+    ["never past the current identity's expiry (40m left)", 3_600_000, 2 * HOUR, 40 * 60_000],
+  ];
+  for (const [name, retryAfterMs, backoffMaxMs, expected] of retryAfterCases) {
+    test(name, async () => {
+      const dir = tempDir("retry-after");
+      const limited = new AgentError("rate_limited", "slow down", { status: 429, retryAfterMs });
+      const h = harness(["ok", limited]);
+      await runAgent(options(dir, { backoffMaxMs }), h.deps, h.stop.signal);
+      assert.deepEqual(h.sleeps, [20 * 60_000, expected]);
     });
-    const h = harness([limited, "ok"]);
-    await runAgent(options(dir, { backoffMaxMs: 5000 }), h.deps, h.stop.signal);
-    assert.equal(h.sleeps[0], 30_000);
+  }
+
+  test("a write that fails after the swap is logged as a warning; the join succeeded", async () => {
+    const dir = tempDir("warn");
+    const h = harness(["ok"]);
+    const deps: AgentDeps = { ...h.deps, fs: failOnCall("symlink", 2)(fsPromises) };
+    assert.equal(await runAgent(options(dir, { oneshot: true }), deps, h.stop.signal), 0);
+    const warning = h.logs.find((l) => l.level === "warn");
+    assert.equal(warning?.["event"], "agent.write_cleanup");
+    assert.match(String(warning?.msg), /convenience links failed .*: ENOSPC$/);
+    assert.equal(joins(h.logs)[0]?.["outcome"], "success");
   });
 
   test("renews sooner when the server granted less than asked: a third of what is left", async () => {
@@ -768,3 +851,18 @@ describe("runAgent on a fixed clock", () => {
 function enoent(): Error {
   return Object.assign(new Error("no such file"), { code: "ENOENT" });
 }
+
+describe("docs/agent.md", () => {
+  test("its table of the agent's own codes matches AGENT_LOCAL_CODES, meanings included", () => {
+    const doc = readFileSync(new URL("../docs/agent.md", import.meta.url), "utf8").split("\n");
+    const header = doc.findIndex((line) => /^\| Code +\| Meaning +\|$/.test(line));
+    assert.ok(header >= 0, "docs/agent.md has a | Code | Meaning | table");
+    const rows: Record<string, string> = {};
+    for (const line of doc.slice(header + 2)) {
+      const row = /^\| `([a-z_]+)` +\| (.*?) +\|$/.exec(line);
+      if (row === null) break;
+      rows[row[1]!] = row[2]!;
+    }
+    assert.deepEqual(rows, { ...AGENT_LOCAL_CODES });
+  });
+});

@@ -25,7 +25,7 @@ export interface JoinResponseBody {
   readonly join_attrs: Readonly<Record<string, unknown>>;
 }
 
-export interface JoinTransport {
+interface JoinTransport {
   readonly server: URL;
   /** PEM trust anchors for an https:// server; when set they replace the system CAs entirely. */
   readonly ca: string | undefined;
@@ -89,9 +89,19 @@ function send(
   const url = new URL("/v1/join", transport.server);
   const secure = url.protocol === "https:";
   const request = secure ? httpsRequest : httpRequest;
+  // A deadline for the whole exchange, not http's idle `timeout`: a server (or proxy) that
+  // trickles a byte now and then would otherwise hold the join, and the renewal loop behind it,
+  // until the current identity expires.
+  const deadline = AbortSignal.timeout(transport.timeoutMs);
+  const signal =
+    transport.signal === undefined ? deadline : AbortSignal.any([transport.signal, deadline]);
   return new Promise((resolve, reject) => {
-    const unreachable = (err: Error): void =>
-      reject(new AgentError("server_unreachable", `${url.origin}: ${describe(err)}`));
+    const unreachable = (err: Error): void => {
+      const reason = deadline.aborted
+        ? new Error(`no complete answer within ${transport.timeoutMs} ms`)
+        : err;
+      reject(new AgentError("server_unreachable", `${url.origin}: ${describe(reason)}`));
+    };
     const req = request(
       url,
       {
@@ -101,8 +111,7 @@ function send(
           "content-length": Buffer.byteLength(payload),
           accept: "application/json",
         },
-        timeout: transport.timeoutMs,
-        ...(transport.signal === undefined ? {} : { signal: transport.signal }),
+        signal,
         // Only the given anchors: `ca` replaces Node's bundled roots, so a public CA can never
         // vouch for a kube-join server.
         ...(secure ? { ca: transport.ca ?? [], rejectUnauthorized: true } : {}),
@@ -113,8 +122,8 @@ function send(
         res.on("data", (chunk: Buffer) => {
           size += chunk.length;
           if (size > MAX_RESPONSE_BYTES) {
-            req.destroy();
             reject(new AgentError("bad_response", "response larger than 1 MiB"));
+            req.destroy();
             return;
           }
           chunks.push(chunk);
@@ -129,7 +138,6 @@ function send(
         res.on("error", unreachable);
       },
     );
-    req.on("timeout", () => req.destroy(new Error(`no answer within ${transport.timeoutMs} ms`)));
     req.on("error", unreachable);
     req.end(payload);
   });

@@ -42,7 +42,7 @@ export async function generateAgentKey(): Promise<AgentKey> {
 }
 
 /** The raw uncompressed point of a P-256 public key, from its JWK coordinates. */
-export function ecPublicPoint(publicKey: KeyObject): Buffer {
+function ecPublicPoint(publicKey: KeyObject): Buffer {
   const jwk = publicKey.export({ format: "jwk" });
   if (jwk.crv !== "P-256" || jwk.x === undefined || jwk.y === undefined) {
     throw new TypeError("ecPublicPoint: not a P-256 public key");
@@ -55,7 +55,7 @@ export function ecPublicPoint(publicKey: KeyObject): Buffer {
 }
 
 /** RFC 5656 §3.1 public key blob: string "ecdsa-sha2-nistp256", string "nistp256", string Q. */
-export function sshEcdsaP256Blob(point: Buffer): Buffer {
+function sshEcdsaP256Blob(point: Buffer): Buffer {
   return Buffer.concat([
     sshString(Buffer.from("ecdsa-sha2-nistp256")),
     sshString(Buffer.from("nistp256")),
@@ -67,7 +67,7 @@ export function sshEcdsaP256Blob(point: Buffer): Buffer {
  * An unencrypted `openssh-key-v1` private key file (PROTOCOL.key in OpenSSH's sources) holding
  * one ECDSA P-256 key, as `ssh-keygen -t ecdsa -N ""` writes it.
  */
-export function openSshPrivateKey(privateKey: KeyObject, publicPoint: Buffer): string {
+function openSshPrivateKey(privateKey: KeyObject, publicPoint: Buffer): string {
   const jwk = privateKey.export({ format: "jwk" });
   if (jwk.crv !== "P-256" || jwk.d === undefined) {
     throw new TypeError("openSshPrivateKey: not a P-256 private key");

@@ -37,7 +37,7 @@ export interface AgentDeps {
  * pair, ask the server, check the answer certifies that key, and write the set atomically.
  * Throws `AgentError` (server code or a local one) and leaves the previous set untouched.
  */
-export async function joinOnce(
+async function joinOnce(
   options: AgentOptions,
   deps: AgentDeps,
   signal: AbortSignal,
@@ -61,6 +61,13 @@ export async function joinOnce(
   await writeIdentitySet(options.outputDir, files, {
     now,
     ...(deps.fs === undefined ? {} : { fs: deps.fs }),
+    warn: (message) =>
+      deps.log({
+        time: deps.now().toISOString(),
+        level: "warn",
+        msg: message,
+        event: "agent.write_cleanup",
+      }),
   });
   return summary;
 }
@@ -117,16 +124,25 @@ export async function runAgent(
       if (signal.aborted) break;
       const error = asAgentError(err);
       failures += 1;
+      const validForMs =
+        current === undefined ? 0 : Date.parse(current.expires) - deps.now().getTime();
+      const stillValid = validForMs > 0;
+      // A Retry-After (from kube-join or any proxy in front of it) may lengthen the wait, but
+      // never beyond --backoff-max nor past the current identity's expiry: honouring a
+      // `Retry-After: 3600` would let a 1h identity lapse while the agent sits idle.
+      const retryAfterMs = Math.min(
+        error.retryAfterMs ?? 0,
+        options.backoffMaxMs,
+        stillValid ? validForMs : Number.POSITIVE_INFINITY,
+      );
       const delayMs = Math.max(
         backoffDelay(
           failures,
           { initialMs: options.backoffInitialMs, maxMs: options.backoffMaxMs },
           deps.random,
         ),
-        error.retryAfterMs ?? 0,
+        retryAfterMs,
       );
-      const stillValid =
-        current !== undefined && Date.parse(current.expires) > deps.now().getTime();
       log("error", "join failed", {
         event: "agent.join",
         outcome: "failure",

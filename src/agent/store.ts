@@ -12,7 +12,7 @@ export type IdentityFs = Pick<
 >;
 
 /** The symlink readers resolve once, then read every file of the set through the result. */
-export const CURRENT_LINK = "current";
+const CURRENT_LINK = "current";
 const GENERATION_PREFIX = "gen-";
 const STAGING_PREFIX = ".staging-";
 
@@ -28,13 +28,20 @@ const STAGING_PREFIX = ".staging-";
  * 5. generations other than the new one and the one it replaced are removed, so a reader that
  *    resolved `current` just before the swap can still finish reading its set.
  *
- * Any failure before step 3 removes the staging directory and leaves the previous set exactly as
- * it was; the error is `AgentError("write_failed")`. Returns the new generation's directory.
+ * Any failure up to step 3 removes the staging directory and leaves the previous set exactly as
+ * it was; the error is `AgentError("write_failed")`. Once step 3 succeeded the new set is live and
+ * the write succeeds: later failures (the directory fsync, steps 4-5) go to `options.warn`.
+ * Returns the new generation's directory.
  */
 export async function writeIdentitySet(
   dir: string,
   files: readonly IdentityFile[],
-  options: { now: Date; fs?: IdentityFs },
+  options: {
+    now: Date;
+    fs?: IdentityFs;
+    /** Told about failures after the swap (steps 4-5, the directory fsync), which do not throw. */
+    warn?: (message: string) => void;
+  },
 ): Promise<string> {
   const fs = options.fs ?? nodeFs;
   const ordered = [...files].sort(
@@ -42,9 +49,10 @@ export async function writeIdentitySet(
   );
   let staging: string | undefined;
   let generation: string | undefined;
+  let previous: string | undefined;
   try {
     await fs.mkdir(dir, { recursive: true });
-    const previous = await currentTarget(fs, dir);
+    previous = await currentTarget(fs, dir);
     staging = await fs.mkdtemp(join(dir, STAGING_PREFIX));
     // mkdtemp makes it 0700; certificates are public, and the keys carry their own 0600.
     await fs.chmod(staging, 0o755);
@@ -57,15 +65,6 @@ export async function writeIdentitySet(
     await fs.rename(staging, join(dir, generation));
     staging = undefined;
     await replaceSymlink(fs, dir, CURRENT_LINK, generation);
-    await fsyncDirectory(fs, dir);
-    await ensureConvenienceLinks(fs, dir);
-    // The new set is live; failing to tidy old generations must not report the write as failed.
-    await prune(
-      fs,
-      dir,
-      new Set([generation, ...(previous === undefined ? [] : [previous])]),
-    ).catch(noop);
-    return join(dir, generation);
   } catch (err) {
     if (staging !== undefined) await fs.rm(staging, { recursive: true, force: true }).catch(noop);
     if (generation !== undefined && (await currentTarget(fs, dir).catch(noop)) !== generation) {
@@ -78,6 +77,21 @@ export async function writeIdentitySet(
       `writing the identity to ${dir}: ${code ?? (err as Error).message}`,
     );
   }
+  // The new set is live from here on: a failure of a later step is reported, not thrown, so the
+  // agent does not re-join (and mint another identity) for a set that readers already see.
+  const warn = (step: string) => (err: unknown) =>
+    options.warn?.(`identity written, but ${step} failed in ${dir}: ${describe(err)}`);
+  await fsyncDirectory(fs, dir).catch(warn("fsync of the directory"));
+  await ensureConvenienceLinks(fs, dir).catch(warn("updating the convenience links"));
+  await prune(fs, dir, new Set([generation, ...(previous === undefined ? [] : [previous])])).catch(
+    warn("removing old generations"),
+  );
+  return join(dir, generation);
+}
+
+function describe(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code ?? (err instanceof Error ? err.message : String(err));
 }
 
 /**
