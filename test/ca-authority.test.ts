@@ -44,6 +44,34 @@ function sshLine(publicKey: ReturnType<typeof generateKeyPairSync>["publicKey"])
   return `ssh-ed25519 ${Buffer.concat([field(Buffer.from("ssh-ed25519")), field(x)]).toString("base64")}`;
 }
 
+/** A CA key (mode 0600) and self-signed CA certificate made by openssl, as an admin would. */
+function opensslCa(keyFile: string, certFile: string, newKey: readonly string[]): void {
+  execFileSync(
+    openssl.path,
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      ...newKey,
+      "-nodes",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+      "-days",
+      "30",
+      "-subj",
+      "/O=example.com/CN=example.com",
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+    ],
+    { stdio: "pipe" },
+  );
+  chmodSync(keyFile, 0o600);
+}
+
 function botRequest(nowMs: number): BotCertificateRequest {
   const tls = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
   const ssh = generateKeyPairSync("ed25519");
@@ -324,32 +352,7 @@ test(
     const tlsKeyFile = join(dir, "tls.key");
     const tlsCertFile = join(dir, "tls.crt");
     const sshKeyFile = join(dir, "ssh");
-    execFileSync(
-      openssl.path,
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-384",
-        "-nodes",
-        "-keyout",
-        tlsKeyFile,
-        "-out",
-        tlsCertFile,
-        "-days",
-        "30",
-        "-subj",
-        "/O=example.com/CN=example.com",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-      ],
-      { stdio: "pipe" },
-    );
-    chmodSync(tlsKeyFile, 0o600);
+    opensslCa(tlsKeyFile, tlsCertFile, ["ec", "-pkeyopt", "ec_paramgen_curve:P-384"]);
     execFileSync(sshKeygen.path, ["-q", "-t", "ed25519", "-N", "", "-f", sshKeyFile]);
     const now = Date.now();
     const ca = await loadOrCreateAuthority(
@@ -446,30 +449,7 @@ test(
     const dir = mkdtempSync(join(root, "rsa1024-"));
     const tlsKeyFile = join(dir, "tls.key");
     const tlsCertFile = join(dir, "tls.crt");
-    execFileSync(
-      openssl.path,
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:1024",
-        "-nodes",
-        "-keyout",
-        tlsKeyFile,
-        "-out",
-        tlsCertFile,
-        "-days",
-        "30",
-        "-subj",
-        "/O=example.com/CN=example.com",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-      ],
-      { stdio: "pipe" },
-    );
-    chmodSync(tlsKeyFile, 0o600);
+    opensslCa(tlsKeyFile, tlsCertFile, ["rsa:1024"]);
     const sshKeyFile = join(freshDir(), DATA_DIR_FILES.sshKeyFile);
     await loadOrCreateAuthority(
       { clusterName: "example.com", dataDir: join(sshKeyFile, "..") },
