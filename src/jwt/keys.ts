@@ -15,14 +15,9 @@ export const ALLOWED_ALGORITHMS = [
 ] as const;
 export type JwsAlgorithm = (typeof ALLOWED_ALGORITHMS)[number];
 
-const RSA_ALGORITHMS: readonly JwsAlgorithm[] = [
-  "RS256",
-  "RS384",
-  "RS512",
-  "PS256",
-  "PS384",
-  "PS512",
-];
+const RSA_ALGORITHMS: readonly JwsAlgorithm[] = ALLOWED_ALGORITHMS.filter(
+  (alg) => alg.startsWith("RS") || alg.startsWith("PS"),
+);
 // A Map, not an object literal: a JWK's `crv` of "constructor" or "__proto__" must find nothing.
 const EC_ALGORITHM_BY_CURVE: ReadonlyMap<unknown, JwsAlgorithm> = new Map([
   ["P-256", "ES256"],
