@@ -3,23 +3,12 @@
  * issuing costs at most 2x the raw node:crypto signature of the same key type and message size).
  * Run alone: `node --import tsx bench/ca.ts`.
  */
-import {
-  createPrivateKey,
-  generateKeyPairSync,
-  randomBytes,
-  sign,
-  X509Certificate,
-  type KeyObject,
-} from "node:crypto";
+import { createPrivateKey, randomBytes, sign, X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import {
-  DATA_DIR_FILES,
-  loadOrCreateAuthority,
-  type BotCertificateRequest,
-} from "../src/ca/authority.ts";
+import { DATA_DIR_FILES, loadOrCreateAuthority } from "../src/ca/authority.ts";
 import { readElement } from "../src/ca/der.ts";
 import { encodeJoinAttributes } from "../src/ca/join-attributes.ts";
 import {
@@ -28,7 +17,7 @@ import {
   SSH_EXTENSION,
 } from "../src/ca/ssh.ts";
 import { createX509LeafIssuer, keyIdentifierOf } from "../src/ca/x509.ts";
-import { parseSshPublicKey, parseTlsPublicKey } from "../src/ca/public-keys.ts";
+import { botCertificateRequest } from "../test/support/bot-request.ts";
 
 export interface BenchRow {
   name: string;
@@ -64,37 +53,12 @@ function measurePair(a: () => void, b: () => void): [number, number] {
   return [Number(timeA) / count / 1000, Number(timeB) / count / 1000];
 }
 
-function sshPublicLine(key: KeyObject): string {
-  const x = Buffer.from(key.export({ format: "jwk" }).x ?? "", "base64url");
-  const field = (bytes: Buffer) => Buffer.concat([Buffer.of(0, 0, 0, bytes.length), bytes]);
-  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from("ssh-ed25519")), field(x)]).toString("base64")}`;
-}
-
 export async function benchCertificates(): Promise<BenchRow[]> {
   const dataDir = mkdtempSync(join(tmpdir(), "kube-join-bench-ca-"));
   try {
     const nowMs = Date.now();
     const ca = await loadOrCreateAuthority({ clusterName: "bench.example.com", dataDir }, nowMs);
-    const botTls = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-    const botSsh = generateKeyPairSync("ed25519");
-    const request: BotCertificateRequest = {
-      botName: "bench-bot",
-      roles: ["access", "machine-id"],
-      logins: ["root", "ubuntu"],
-      joinAttrs: {
-        namespace: "ci",
-        serviceAccount: "runner",
-        pod: "runner-7f9c5d8b6-x2kqz",
-        tokenName: "ci-runner",
-        joinMethod: "kubernetes",
-      },
-      tlsPublicKey: parseTlsPublicKey(
-        botTls.publicKey.export({ type: "spki", format: "pem" }) as string,
-      ),
-      sshPublicKey: parseSshPublicKey(sshPublicLine(botSsh.publicKey)),
-      notBeforeMs: nowMs - 60_000,
-      notAfterMs: nowMs + 3_600_000,
-    };
+    const request = botCertificateRequest({ nowMs });
 
     // The CA's own keys, read back from its data directory, drive both the raw signatures and
     // each certificate builder on its own; the full issuance (both certificates) is measured too.

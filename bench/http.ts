@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +11,7 @@ import {
   serviceAccountClaims,
   type ClusterKey,
 } from "../test/support/jwt.ts";
+import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 import { round, type BenchRow } from "./measure.ts";
 import { cpuSeconds, freePort, rssMiB, spawnUntil, type Spawned } from "./processes.ts";
 
@@ -22,17 +23,6 @@ const RUN_SECONDS = 4;
 
 /** A join request body, ready to send. */
 type Body = string;
-
-function sshLine(key: KeyObject): string {
-  const x = Buffer.from(key.export({ format: "jwk" }).x ?? "", "base64url");
-  const field = (bytes: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(bytes.length);
-    return Buffer.concat([len, bytes]);
-  };
-  const blob = Buffer.concat([field(Buffer.from("ssh-ed25519")), field(x)]);
-  return `ssh-ed25519 ${blob.toString("base64")}`;
-}
 
 /**
  * Join bodies: each with its own JWT (distinct pod uid and jti) and its own TLS and SSH public
@@ -53,7 +43,7 @@ function makeBodies(cluster: ClusterKey, count: number, repeatJwt: boolean): Bod
         role: "Bot",
         id_token: repeatJwt ? shared : mintServiceAccountToken(cluster, claims()),
         public_tls_key: tls.export({ type: "spki", format: "pem" }),
-        public_ssh_key: sshLine(ssh),
+        public_ssh_key: ed25519AuthorizedKey(ssh),
       }),
     );
   }

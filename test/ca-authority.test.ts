@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
-import { generateKeyPairSync, X509Certificate } from "node:crypto";
+import { X509Certificate } from "node:crypto";
 import {
   chmodSync,
   copyFileSync,
@@ -24,7 +24,7 @@ import {
   type BotCertificateRequest,
 } from "../src/ca/authority.ts";
 import { x509 } from "../src/ca/peculiar-x509.ts";
-import { parseSshPublicKey, parseTlsPublicKey } from "../src/ca/public-keys.ts";
+import { botCertificateRequest } from "./support/bot-request.ts";
 import { systemTool } from "./support/system-tools.ts";
 
 const openssl = systemTool("openssl", "openssl");
@@ -36,12 +36,6 @@ after(() => rmSync(root, { recursive: true, force: true }));
 let dirCount = 0;
 function freshDir(): string {
   return join(root, `case-${++dirCount}`);
-}
-
-function sshLine(publicKey: ReturnType<typeof generateKeyPairSync>["publicKey"]): string {
-  const x = Buffer.from(publicKey.export({ format: "jwk" }).x ?? "", "base64url");
-  const field = (bytes: Buffer) => Buffer.concat([Buffer.of(0, 0, 0, bytes.length), bytes]);
-  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from("ssh-ed25519")), field(x)]).toString("base64")}`;
 }
 
 /** A CA key (mode 0600) and self-signed CA certificate made by openssl, as an admin would. */
@@ -73,26 +67,7 @@ function opensslCa(keyFile: string, certFile: string, newKey: readonly string[])
 }
 
 function botRequest(nowMs: number): BotCertificateRequest {
-  const tls = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-  const ssh = generateKeyPairSync("ed25519");
-  return {
-    botName: "robot",
-    roles: ["access"],
-    logins: ["root"],
-    joinAttrs: {
-      namespace: "ns",
-      serviceAccount: "sa",
-      pod: "p",
-      tokenName: "t",
-      joinMethod: "kubernetes",
-    },
-    tlsPublicKey: parseTlsPublicKey(
-      tls.publicKey.export({ type: "spki", format: "pem" }) as string,
-    ),
-    sshPublicKey: parseSshPublicKey(sshLine(ssh.publicKey)),
-    notBeforeMs: nowMs - 60_000,
-    notAfterMs: nowMs + 3_600_000,
-  };
+  return botCertificateRequest({ nowMs });
 }
 
 /** `openssl verify` of `leafPem` against `caPems`; returns openssl's exit status and output. */

@@ -9,9 +9,8 @@ import {
   type BotCertificateRequest,
   type CertificateAuthority,
 } from "../src/ca/authority.ts";
-import { parseSshPublicKey, parseTlsPublicKey } from "../src/ca/public-keys.ts";
-import { generateKeyPairSync } from "node:crypto";
 import { SSH, SSH_KEYGEN, SSHD, sshLogin, startSshd, type RunningSshd } from "./support/sshd.ts";
+import { BOT_JOIN_ATTRS, botCertificateRequest } from "./support/bot-request.ts";
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 const root = mkdtempSync(join(tmpdir(), "kube-join-ca-ssh-"));
@@ -42,26 +41,8 @@ function request(
   keyFile: string,
   overrides: Partial<BotCertificateRequest> = {},
 ): BotCertificateRequest {
-  const tls = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-  return {
-    botName: "robot",
-    roles: ["access", "editor"],
-    logins: ["root", "ubuntu"],
-    joinAttrs: {
-      namespace: "ci",
-      serviceAccount: "runner",
-      pod: "runner-1",
-      tokenName: "ci-token",
-      joinMethod: "kubernetes",
-    },
-    tlsPublicKey: parseTlsPublicKey(
-      tls.publicKey.export({ type: "spki", format: "pem" }) as string,
-    ),
-    sshPublicKey: parseSshPublicKey(readFileSync(`${keyFile}.pub`, "utf8")),
-    notBeforeMs: NOW - 60_000,
-    notAfterMs: NOW + 3_600_000,
-    ...overrides,
-  };
+  const sshPublicLine = readFileSync(`${keyFile}.pub`, "utf8");
+  return botCertificateRequest({ nowMs: NOW, sshPublicLine, overrides });
 }
 
 /** `ssh-keygen -L` of a certificate line, in UTC. */
@@ -124,7 +105,7 @@ test(
       meta: { join_token_name: "ci-token", join_method: "kubernetes" },
       kubernetes: {
         subject: "system:serviceaccount:ci:runner",
-        pod: { name: "runner-1" },
+        pod: { name: BOT_JOIN_ATTRS.pod },
         service_account: { name: "runner", namespace: "ci" },
       },
     });

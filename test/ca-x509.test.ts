@@ -12,7 +12,7 @@ import {
 } from "../src/ca/authority.ts";
 import { readElement } from "../src/ca/der.ts";
 import { x509 } from "../src/ca/peculiar-x509.ts";
-import { parseSshPublicKey, parseTlsPublicKey } from "../src/ca/public-keys.ts";
+import { botCertificateRequest } from "./support/bot-request.ts";
 import { systemTool } from "./support/system-tools.ts";
 import { mutualTlsHandshake } from "./support/tls.ts";
 
@@ -33,13 +33,6 @@ before(async () => {
 });
 after(() => rmSync(root, { recursive: true, force: true }));
 
-function sshLine(): string {
-  const { publicKey } = generateKeyPairSync("ed25519");
-  const x = Buffer.from(publicKey.export({ format: "jwk" }).x ?? "", "base64url");
-  const field = (bytes: Buffer) => Buffer.concat([Buffer.of(0, 0, 0, bytes.length), bytes]);
-  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from("ssh-ed25519")), field(x)]).toString("base64")}`;
-}
-
 function botKeys(
   type: "ec" | "ed25519" | "rsa" = "ec",
   options: object = { namedCurve: "prime256v1" },
@@ -51,25 +44,7 @@ function request(
   keys: ReturnType<typeof botKeys>,
   overrides: Partial<BotCertificateRequest> = {},
 ): BotCertificateRequest {
-  return {
-    botName: "robot",
-    roles: ["access", "editor"],
-    logins: ["root", "ubuntu"],
-    joinAttrs: {
-      namespace: "ci",
-      serviceAccount: "runner",
-      pod: "runner-5d9f7-abcde",
-      tokenName: "ci-token",
-      joinMethod: "kubernetes",
-    },
-    tlsPublicKey: parseTlsPublicKey(
-      keys.publicKey.export({ type: "spki", format: "pem" }) as string,
-    ),
-    sshPublicKey: parseSshPublicKey(sshLine()),
-    notBeforeMs: NOW - 60_000,
-    notAfterMs: NOW + 3_600_000,
-    ...overrides,
-  };
+  return botCertificateRequest({ nowMs: NOW, tlsPublicKey: keys.publicKey, overrides });
 }
 
 function writeTemp(name: string, contents: string): string {

@@ -22,6 +22,7 @@ import {
   mintServiceAccountToken,
   type ClusterKey,
 } from "./support/jwt.ts";
+import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 
 let clusterKey: ClusterKey;
 let authority: CertificateAuthority;
@@ -65,14 +66,7 @@ spec:
     type: "spki",
     format: "pem",
   }) as string;
-  const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
-  const str = (b: Buffer): Buffer => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(b.length);
-    return Buffer.concat([len, b]);
-  };
-  const blob = Buffer.concat([str(Buffer.from("ssh-ed25519")), str(der.subarray(der.length - 32))]);
-  sshPublicKey = `ssh-ed25519 ${blob.toString("base64")}`;
+  sshPublicKey = ed25519AuthorizedKey(generateKeyPairSync("ed25519").publicKey);
 });
 
 interface AppHarness {

@@ -21,6 +21,7 @@ import {
   serviceAccountClaims,
   type ClusterKey,
 } from "./support/jwt.ts";
+import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 
 const OIDC_ISSUER = "https://oidc.example.com/cluster-1";
 
@@ -95,18 +96,8 @@ before(async () => {
     type: "spki",
     format: "pem",
   }) as string;
-  const ssh = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
-  // authorized_keys form of an Ed25519 key: string "ssh-ed25519" + string(32-byte key).
-  const raw = ssh.subarray(ssh.length - 32);
-  const blob = Buffer.concat([sshString(Buffer.from("ssh-ed25519")), sshString(raw)]);
-  sshPublicKey = `ssh-ed25519 ${blob.toString("base64")} bot@test`;
+  sshPublicKey = ed25519AuthorizedKey(generateKeyPairSync("ed25519").publicKey, "bot@test");
 });
-
-function sshString(data: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  return Buffer.concat([len, data]);
-}
 
 interface Harness {
   readonly service: JoinService;

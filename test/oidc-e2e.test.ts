@@ -23,6 +23,7 @@ import {
   TEST_NOW_MS,
   type ClusterKey,
 } from "./support/jwt.ts";
+import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 
 const COOLDOWN_MS = 30_000;
 
@@ -114,15 +115,7 @@ function oidcToken(name: string, issuerUrl: string): string {
 }
 
 function sshEd25519Line(): string {
-  const { publicKey } = generateKeyPairSync("ed25519");
-  const raw = Buffer.from(publicKey.export({ format: "jwk" }).x ?? "", "base64url");
-  const field = (b: Buffer): Buffer => {
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(b.length);
-    return Buffer.concat([length, b]);
-  };
-  const blob = Buffer.concat([field(Buffer.from("ssh-ed25519")), field(raw)]);
-  return `ssh-ed25519 ${blob.toString("base64")} tbot`;
+  return ed25519AuthorizedKey(generateKeyPairSync("ed25519").publicKey, "tbot");
 }
 
 function tokenFor(key: ClusterKey, claims: { issuer?: string; kid?: string } = {}): string {

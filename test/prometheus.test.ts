@@ -11,6 +11,7 @@ import type { PrometheusServer } from "./support/prometheus.ts";
 import { runCli, startService } from "./support/service.ts";
 import type { ServiceProcess } from "./support/service.ts";
 import { systemTool } from "./support/system-tools.ts";
+import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 
 const prometheusTool = systemTool("prometheus", "prometheus");
 
@@ -34,14 +35,7 @@ after(async () => {
 });
 
 function sshEd25519Line(): string {
-  const { publicKey } = generateKeyPairSync("ed25519");
-  const raw = Buffer.from(publicKey.export({ format: "jwk" }).x ?? "", "base64url");
-  const field = (b: Buffer): Buffer => {
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(b.length);
-    return Buffer.concat([length, b]);
-  };
-  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from("ssh-ed25519")), field(raw)]).toString("base64")} tbot`;
+  return ed25519AuthorizedKey(generateKeyPairSync("ed25519").publicKey, "tbot");
 }
 
 async function join(baseUrl: string, token: string, idToken: string): Promise<Response> {

@@ -22,6 +22,7 @@ import {
   type ServiceProcess,
 } from "./support/service.ts";
 import { systemTool } from "./support/system-tools.ts";
+import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 
 const openssl = systemTool("openssl", "openssl");
 const sshKeygen = systemTool("ssh-keygen", "openssh-client");
@@ -52,17 +53,8 @@ function botKeys(): BotKeys {
   const dir = mkdtempSync(join(tmpdir(), "kube-join-bot-"));
   const tls = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const tlsPublicPem = tls.publicKey.export({ type: "spki", format: "pem" }) as string;
-  const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
-  const sshString = (b: Buffer): Buffer => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(b.length);
-    return Buffer.concat([len, b]);
-  };
-  const blob = Buffer.concat([
-    sshString(Buffer.from("ssh-ed25519")),
-    sshString(der.subarray(der.length - 32)),
-  ]);
-  return { dir, tlsPublicPem, sshPublicLine: `ssh-ed25519 ${blob.toString("base64")} bot` };
+  const sshPublicLine = ed25519AuthorizedKey(generateKeyPairSync("ed25519").publicKey, "bot");
+  return { dir, tlsPublicPem, sshPublicLine };
 }
 
 interface HttpResult {

@@ -67,13 +67,23 @@ export interface SshCertificateIssuer {
   issue(fields: SshCertificateFields): IssuedSshCertificate;
 }
 
-/** The wire blob of an Ed25519 public key (RFC 8709). */
+/** The wire blob of an Ed25519 key's public half (RFC 8709); private keys give their public half. */
 export function ed25519PublicBlob(key: KeyObject): Buffer {
   const jwk = key.export({ format: "jwk" });
   if (jwk.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.x !== "string") {
-    throw new TypeError("the SSH CA key must be Ed25519");
+    throw new TypeError("an Ed25519 key is required");
   }
   return Buffer.concat([sshString("ssh-ed25519"), sshString(Buffer.from(jwk.x, "base64url"))]);
+}
+
+/**
+ * An Ed25519 key's public half as an authorized_keys line.
+ *
+ * @example ed25519AuthorizedKey(publicKey, "tbot") // "ssh-ed25519 AAAAC3Nza... tbot"
+ */
+export function ed25519AuthorizedKey(key: KeyObject, comment?: string): string {
+  const line = `ssh-ed25519 ${ed25519PublicBlob(key).toString("base64")}`;
+  return comment === undefined ? line : `${line} ${comment}`;
 }
 
 /**
@@ -91,7 +101,7 @@ export function createSshCertificateIssuer(caPrivateKey: KeyObject): SshCertific
   const userType = uint32(SSH_CERT_TYPE_USER);
 
   return {
-    caPublicKeyLine: `ssh-ed25519 ${caBlob.toString("base64")}`,
+    caPublicKeyLine: ed25519AuthorizedKey(caPrivateKey),
     issue(fields: SshCertificateFields): IssuedSshCertificate {
       const random = takeRandomBytes(40);
       const nonce = random.subarray(0, 32);
