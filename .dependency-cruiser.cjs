@@ -5,9 +5,9 @@ module.exports = {
   forbidden: [
     {
       name: "leaf-modules-import-nothing",
-      comment: "errors, duration, kubernetes-names and rfc3339 are leaves",
+      comment: "errors, duration, kubernetes-names, rfc3339 and ssh-wire are leaves",
       severity: "error",
-      from: { path: "^src/(errors|duration|kubernetes-names|rfc3339)\\.ts$" },
+      from: { path: "^src/(errors|duration|kubernetes-names|rfc3339|ssh-wire)\\.ts$" },
       to: { path: "^src/" },
     },
     {
@@ -43,7 +43,7 @@ module.exports = {
       comment: "the bot-side client talks HTTP to the service and uses only our leaf modules",
       severity: "error",
       from: { path: "^src/agent/" },
-      to: { path: "^src/(?!agent/|errors\\.ts$|duration\\.ts$)" },
+      to: { path: "^src/(?!agent/|errors\\.ts$|duration\\.ts$|ssh-wire\\.ts$)" },
     },
     {
       name: "yaml-only-in-resource-loading",

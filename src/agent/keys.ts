@@ -1,6 +1,7 @@
 import { generateKeyPair, randomBytes } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { promisify } from "node:util";
+import { mpint, sshString, uint32 } from "../ssh-wire.ts";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -79,7 +80,7 @@ function openSshPrivateKey(privateKey: KeyObject, publicPoint: Buffer): string {
     sshString(Buffer.from("ecdsa-sha2-nistp256")),
     sshString(Buffer.from("nistp256")),
     sshString(publicPoint),
-    sshString(mpint(Buffer.from(jwk.d, "base64url"))),
+    mpint(Buffer.from(jwk.d, "base64url")),
     sshString(Buffer.alloc(0)), // comment
   ]);
   const padding = Buffer.from(
@@ -102,24 +103,4 @@ function openSshPrivateKey(privateKey: KeyObject, publicPoint: Buffer): string {
     "-----END OPENSSH PRIVATE KEY-----",
     "",
   ].join("\n");
-}
-
-/** RFC 4251 mpint of a non-negative big-endian magnitude. */
-function mpint(magnitude: Buffer): Buffer {
-  let start = 0;
-  while (start < magnitude.length && magnitude[start] === 0) start++;
-  const trimmed = magnitude.subarray(start);
-  return trimmed.length > 0 && (trimmed[0]! & 0x80) !== 0
-    ? Buffer.concat([Buffer.of(0), trimmed])
-    : trimmed;
-}
-
-function uint32(value: number): Buffer {
-  const out = Buffer.alloc(4);
-  out.writeUInt32BE(value);
-  return out;
-}
-
-function sshString(data: Buffer): Buffer {
-  return Buffer.concat([uint32(data.length), data]);
 }

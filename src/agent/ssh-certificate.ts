@@ -1,3 +1,5 @@
+import { SshReader } from "../ssh-wire.ts";
+
 /** The fields of an OpenSSH ECDSA P-256 user certificate the agent checks and records. */
 export interface SshCertificateInfo {
   readonly keyType: "ecdsa-sha2-nistp256-cert-v01@openssh.com";
@@ -35,7 +37,7 @@ export function parseSshCertificate(line: string): SshCertificateInfo | undefine
     const keyId = reader.string().toString();
     const principalsReader = new SshReader(reader.string());
     const principals: string[] = [];
-    while (!principalsReader.done()) principals.push(principalsReader.string().toString());
+    while (!principalsReader.done) principals.push(principalsReader.string().toString());
     const validAfter = reader.uint64();
     const validBefore = reader.uint64();
     return {
@@ -50,34 +52,5 @@ export function parseSshCertificate(line: string): SshCertificateInfo | undefine
     };
   } catch {
     return undefined;
-  }
-}
-
-class SshReader {
-  private offset = 0;
-  constructor(private readonly data: Buffer) {}
-
-  done(): boolean {
-    return this.offset >= this.data.length;
-  }
-
-  uint32(): number {
-    const value = this.data.readUInt32BE(this.offset);
-    this.offset += 4;
-    return value;
-  }
-
-  uint64(): bigint {
-    const value = this.data.readBigUInt64BE(this.offset);
-    this.offset += 8;
-    return value;
-  }
-
-  string(): Buffer {
-    const length = this.uint32();
-    if (this.offset + length > this.data.length) throw new RangeError("truncated SSH string");
-    const value = this.data.subarray(this.offset, this.offset + length);
-    this.offset += length;
-    return value;
   }
 }

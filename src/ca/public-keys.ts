@@ -1,5 +1,6 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { JoinError } from "../errors.ts";
+import { SshReader } from "../ssh-wire.ts";
 import { isOnCurve } from "./ec-point.ts";
 
 /**
@@ -147,41 +148,6 @@ function tlsKeyType(key: KeyObject): TlsKeyType {
       throw invalid(
         `the TLS public key type ${key.asymmetricKeyType ?? "unknown"} is not supported (use ECDSA P-256/P-384, Ed25519 or RSA >= ${MIN_RSA_BITS})`,
       );
-  }
-}
-
-/** Reads SSH wire-format fields (RFC 4251 5) from a blob, refusing truncation. */
-export class SshReader {
-  private offset = 0;
-  constructor(private readonly buffer: Buffer) {}
-
-  string(): Buffer {
-    const length = this.uint32();
-    const end = this.offset + length;
-    if (end > this.buffer.length) throw new RangeError("truncated SSH string");
-    const value = this.buffer.subarray(this.offset, end);
-    this.offset = end;
-    return value;
-  }
-
-  uint32(): number {
-    if (this.offset + 4 > this.buffer.length) throw new RangeError("truncated SSH uint32");
-    const value = this.buffer.readUInt32BE(this.offset);
-    this.offset += 4;
-    return value;
-  }
-
-  /** Non-negative mpint magnitude (leading zero bytes stripped); refuses negative values. */
-  mpint(): Buffer {
-    const raw = this.string();
-    if (raw.length > 0 && (raw[0] ?? 0) & 0x80) throw new RangeError("negative SSH mpint");
-    let start = 0;
-    while (start < raw.length && raw[start] === 0) start++;
-    return raw.subarray(start);
-  }
-
-  get done(): boolean {
-    return this.offset === this.buffer.length;
   }
 }
 

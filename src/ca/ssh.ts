@@ -1,4 +1,5 @@
 import { sign, type KeyObject } from "node:crypto";
+import { sshString, uint32, uint64 } from "../ssh-wire.ts";
 import { takeRandomBytes } from "./random-pool.ts";
 import type { SshPublicKey } from "./public-keys.ts";
 
@@ -20,27 +21,6 @@ export const SSH_EXTENSION = {
 export const INTERNAL_JOIN_PRINCIPAL = "-teleport-internal-join";
 
 const SSH_CERT_TYPE_USER = 1;
-
-/** An SSH `string`: uint32 length, then the bytes. */
-export function sshString(value: Uint8Array | string): Buffer {
-  const bytes = typeof value === "string" ? Buffer.from(value, "utf8") : value;
-  const out = Buffer.allocUnsafe(4 + bytes.length);
-  out.writeUInt32BE(bytes.length, 0);
-  out.set(bytes, 4);
-  return out;
-}
-
-function uint32(value: number): Buffer {
-  const out = Buffer.allocUnsafe(4);
-  out.writeUInt32BE(value, 0);
-  return out;
-}
-
-function uint64(value: bigint): Buffer {
-  const out = Buffer.allocUnsafe(8);
-  out.writeBigUInt64BE(value, 0);
-  return out;
-}
 
 /** The per-certificate fields of a bot's SSH certificate. */
 export interface SshCertificateFields {
