@@ -2,8 +2,9 @@ import { strict as assert } from "node:assert";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { createServer, request as httpRequest } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
+import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { before, test } from "node:test";
 import request from "supertest";
@@ -262,6 +263,9 @@ test("content types other than JSON get unsupported_media_type", async (t) => {
     ["multipart", "multipart/form-data; boundary=x"],
     ["no content type", undefined],
     ["JSON in a charset other than UTF-8", "application/json; charset=latin1"],
+    ["JSON in a quoted UTF-16 charset", 'application/json; charset="utf-16le"'],
+    ["a JSON suffix type", "application/merge-patch+json"],
+    ["JSON as a prefix only", "application/jsonx"],
   ];
   for (const [name, type] of cases) {
     await t.test(name, async () => {
@@ -275,13 +279,81 @@ test("content types other than JSON get unsupported_media_type", async (t) => {
     events.map((e) => [e.tokenName, e.outcome.ok ? "ok" : e.outcome.code]),
     cases.map(() => [undefined, "unsupported_media_type"]),
   );
-  await t.test("application/json with a UTF-8 charset is fine", async () => {
-    await request(app)
-      .post("/v1/join")
-      .set("Content-Type", "application/json; charset=utf-8")
-      .send(json)
-      .expect(200);
+  await t.test(
+    "application/json with a UTF-8 charset is fine, in any case and quoting",
+    async () => {
+      for (const type of [
+        "application/json; charset=utf-8",
+        'Application/JSON; Charset="UTF-8"',
+        "application/json;charset=utf-8; foo=bar",
+      ]) {
+        await request(app).post("/v1/join").set("Content-Type", type).send(json).expect(200);
+      }
+    },
+  );
+  await t.test("a compressed body gets unsupported_media_type, before it is read", async () => {
+    const message = assertError(
+      await request(app)
+        .post("/v1/join")
+        .set("Content-Type", "application/json")
+        .set("Content-Encoding", "gzip")
+        .send(gzipSync(json)),
+      "unsupported_media_type",
+    );
+    assert.match(message, /Content-Encoding/);
   });
+});
+
+test("the join path is exactly /v1/join; a query string is ignored", async () => {
+  const { app } = makeApp();
+  await request(app).post("/v1/join?debug=1").send(body()).expect(200);
+  assertError(await request(app).post("/v1/join/").send(body()), "not_found");
+  assertError(await request(app).post("/V1/JOIN").send(body()), "not_found");
+  assertError(await request(app).put("/v1/join").send(body()), "method_not_allowed");
+});
+
+test("empty, BOM-prefixed and non-object JSON bodies", async () => {
+  const { app, events } = makeApp();
+  const post = () => request(app).post("/v1/join").set("Content-Type", "application/json");
+  assert.match(assertError(await post().send(""), "bad_request"), /not valid JSON/);
+  for (const raw of ["[]", "null", '"text"', "5"]) {
+    assert.match(assertError(await post().send(raw), "bad_request"), /must be a JSON object/);
+  }
+  await post()
+    .send(`\uFEFF${JSON.stringify(body())}`)
+    .expect(200);
+  assert.deepEqual(
+    events.map((e) => (e.outcome.ok ? "ok" : e.outcome.code)),
+    ["bad_request", "bad_request", "bad_request", "bad_request", "bad_request", "ok"],
+  );
+});
+
+test("a client that closes mid-body is reported as bad_request and nothing else happens", async () => {
+  const { app, events, internalErrors } = makeApp();
+  const server = createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const socket = connect(port, "127.0.0.1");
+    await new Promise<void>((resolve) => socket.once("connect", resolve));
+    socket.write(
+      "POST /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+        'Content-Length: 1000\r\n\r\n{"token": "example-bot"',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.destroy();
+    for (let i = 0; i < 50 && events.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual(
+      events.map((e) => [e.tokenName, e.outcome.ok ? "ok" : e.outcome.code]),
+      [[undefined, "bad_request"]],
+    );
+    assert.deepEqual(internalErrors, []);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
 
 test("a body over 64 KiB gets payload_too_large, announced or chunked", async () => {

@@ -1,16 +1,21 @@
 /**
- * The join listener's express app: `POST /v1/join` and `GET /v1/ca`. A factory that never calls
- * `listen`, so tests drive it in-process with supertest and `serve` mounts it on HTTP or HTTPS.
+ * The join listener: `POST /v1/join` and `GET /v1/ca`. A factory that never calls `listen`, so
+ * tests drive it in-process with supertest and `serve` mounts it on HTTP or HTTPS.
  *
- * Every request passes the same named steps: rate limit -> route -> (content type -> JSON body ->
- * shape) -> join. Every failure ends in `sendError`, the one place an error code becomes an HTTP
- * status; anything that is not a `JoinError` is answered with a generic `internal`.
+ * Every request passes the same named steps: shutdown check -> rate limit -> route. `POST
+ * /v1/join` then runs on plain node:http (media type -> body -> JSON -> shape -> join), because
+ * express's router and body parser cost as much CPU per request as the join's signatures (bench,
+ * docs/architecture.md); everything else (`GET /v1/ca`, wrong methods, unknown paths) goes to an
+ * express app. Every failure on either side ends in `sendError`, the one place an error code
+ * becomes an HTTP status; anything that is not a `JoinError` is answered with a generic `internal`.
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { JoinError } from "../errors.ts";
 import type { JoinRequest, JoinResult } from "../join/join.ts";
 import { parseRfc3339 } from "../rfc3339.ts";
-import { INTERNAL_MESSAGE, sendError } from "./error-response.ts";
+import { INTERNAL_MESSAGE, JSON_CONTENT_TYPE, sendError } from "./error-response.ts";
+import { parseJsonObject, readBody, requireJsonBody } from "./json-body.ts";
 import type { RateLimiter } from "./rate-limit.ts";
 
 /** The largest request body accepted. */
@@ -40,40 +45,98 @@ export interface JoinAppDeps {
   readonly isShuttingDown?: () => boolean;
 }
 
+/** The join listener, for `http.createServer`, `https.createServer` or supertest. */
+export type JoinApp = (req: IncomingMessage, res: ServerResponse) => void;
+
 /**
- * Creates the join app.
+ * Creates the join listener.
  *
  * @example
  * const app = createJoinApp({ joins, trusted: () => ca?.trusted() });
  * await request(app).get("/v1/ca").expect(200);
  */
-export function createJoinApp(deps: JoinAppDeps): express.Express {
+export function createJoinApp(deps: JoinAppDeps): JoinApp {
+  const others = createOtherRoutesApp(deps);
+  const trustProxy = deps.trustProxy === true;
+  return function joinListener(req: IncomingMessage, res: ServerResponse): void {
+    if (deps.isShuttingDown?.() === true) res.setHeader("Connection", "close");
+    const remoteAddr = clientAddress(req, trustProxy);
+    if (deps.rateLimiter !== undefined) {
+      const decision = deps.rateLimiter.take(remoteAddr);
+      if (!decision.allowed) {
+        deps.onRateLimited?.();
+        res.setHeader("Retry-After", String(decision.retryAfterSeconds));
+        sendError(
+          res,
+          "rate_limited",
+          `too many requests from this address; retry after ${decision.retryAfterSeconds} s`,
+        );
+        return;
+      }
+    }
+    if (req.method === "POST" && isJoinPath(req.url)) {
+      void serveJoin(deps, req, res, remoteAddr);
+      return;
+    }
+    others(req, res);
+  };
+}
+
+/** `/v1/join`, with any query string (which is ignored). */
+function isJoinPath(url: string | undefined): boolean {
+  return url === "/v1/join" || (url !== undefined && url.startsWith("/v1/join?"));
+}
+
+/** `POST /v1/join`: never rejects; every outcome is a response. */
+async function serveJoin(
+  deps: JoinAppDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  remoteAddr: string,
+): Promise<void> {
+  let body: Record<string, unknown> | undefined;
+  let request: JoinRequest;
+  try {
+    requireJsonBody(req.headers);
+    body = parseJsonObject(await readBody(req, MAX_BODY_BYTES));
+    request = readJoinRequest(body, remoteAddr);
+  } catch (err) {
+    const joinError = asJoinError(deps, err);
+    // Refused before the join pipeline saw it (shape, size, media type): still an attempt.
+    deps.joins.reportRefused?.({ remoteAddr, tokenName: tokenNameOf(body), error: joinError });
+    sendError(res, joinError.code, joinError.message);
+    return;
+  }
+  try {
+    const result = await deps.joins.join(request);
+    const json = JSON.stringify(joinResponse(result));
+    res.writeHead(200, {
+      "Content-Type": JSON_CONTENT_TYPE,
+      "Content-Length": Buffer.byteLength(json),
+      "Cache-Control": "no-store",
+    });
+    res.end(json);
+  } catch (err) {
+    const joinError = asJoinError(deps, err);
+    sendError(res, joinError.code, joinError.message);
+  }
+}
+
+function asJoinError(deps: JoinAppDeps, err: unknown): JoinError {
+  if (err instanceof JoinError) return err;
+  deps.onInternalError?.(err, { stage: "http" });
+  return new JoinError("internal", INTERNAL_MESSAGE);
+}
+
+/** Everything but `POST /v1/join`: the CA export and the answers for wrong methods and paths. */
+function createOtherRoutesApp(deps: JoinAppDeps): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.disable("etag");
-  // One hop: the address the proxy in front of us appended (the right-most X-Forwarded-For
-  // entry). Entries further left are written by the client and would let it pick its own
-  // rate-limit bucket and audit address.
-  app.set("trust proxy", deps.trustProxy === true ? 1 : false);
+  // `/v1/join/` or `/V1/JOIN` must not reach the wrong-method answer for `/v1/join`.
+  app.enable("strict routing");
+  app.enable("case sensitive routing");
 
-  app.use(function closeWhenShuttingDown(_req: Request, res: Response, next: NextFunction) {
-    if (deps.isShuttingDown?.() === true) res.setHeader("Connection", "close");
-    next();
-  });
-  if (deps.rateLimiter !== undefined) app.use(rateLimit(deps.rateLimiter, deps.onRateLimited));
-
-  app.post(
-    "/v1/join",
-    requireJsonContentType,
-    express.json({ limit: MAX_BODY_BYTES, strict: true, type: () => true }),
-    async function join(req: Request, res: Response) {
-      const request = readJoinRequest(req.body, clientAddress(req));
-      res.locals["joinStarted"] = true;
-      const result = await deps.joins.join(request);
-      res.setHeader("Cache-Control", "no-store");
-      res.status(200).json(joinResponse(result));
-    },
-  );
   app.all("/v1/join", methodNotAllowed("POST"));
 
   app.get("/v1/ca", function exportCa(_req: Request, res: Response) {
@@ -91,51 +154,11 @@ export function createJoinApp(deps: JoinAppDeps): express.Express {
       "no such endpoint: kube-join serves POST /v1/join and GET /v1/ca",
     );
   });
-  app.use(function errorOut(err: unknown, req: Request, res: Response, _next: NextFunction) {
-    let joinError = toJoinError(err);
-    if (joinError === undefined) {
-      deps.onInternalError?.(err, { stage: "http" });
-      joinError = new JoinError("internal", INTERNAL_MESSAGE);
-    }
-    if (
-      req.method === "POST" &&
-      req.route?.path === "/v1/join" &&
-      res.locals["joinStarted"] !== true
-    ) {
-      // Refused before the join pipeline saw it (shape, size, media type): still an attempt.
-      deps.joins.reportRefused?.({
-        remoteAddr: clientAddress(req),
-        tokenName: tokenNameOf(req.body),
-        error: joinError,
-      });
-    }
+  app.use(function errorOut(err: unknown, _req: Request, res: Response, _next: NextFunction) {
+    const joinError = asJoinError(deps, err);
     sendError(res, joinError.code, joinError.message);
   });
   return app;
-}
-
-function rateLimit(limiter: RateLimiter, onRateLimited: (() => void) | undefined) {
-  return function rateLimitPerClient(req: Request, res: Response, next: NextFunction): void {
-    const decision = limiter.take(clientAddress(req));
-    if (decision.allowed) {
-      next();
-      return;
-    }
-    onRateLimited?.();
-    res.setHeader("Retry-After", String(decision.retryAfterSeconds));
-    sendError(
-      res,
-      "rate_limited",
-      `too many requests from this address; retry after ${decision.retryAfterSeconds} s`,
-    );
-  };
-}
-
-function requireJsonContentType(req: Request, _res: Response, next: NextFunction): void {
-  if (req.is("application/json") !== "application/json") {
-    throw new JoinError("unsupported_media_type", "the request body must be application/json");
-  }
-  next();
 }
 
 function methodNotAllowed(allow: string) {
@@ -145,44 +168,27 @@ function methodNotAllowed(allow: string) {
   };
 }
 
-/** Maps errors of ours and of the body parser to a JoinError; undefined for anything else. */
-function toJoinError(err: unknown): JoinError | undefined {
-  if (err instanceof JoinError) return err;
-  const type = (err as { type?: unknown } | null)?.type;
-  switch (type) {
-    case "entity.too.large":
-      return new JoinError(
-        "payload_too_large",
-        `the request body is larger than ${MAX_BODY_BYTES} bytes`,
-      );
-    case "entity.parse.failed":
-      return new JoinError(
-        "bad_request",
-        "the request body is not valid JSON (or not a JSON object)",
-      );
-    case "encoding.unsupported":
-    case "charset.unsupported":
-      return new JoinError(
-        "unsupported_media_type",
-        "the request body must be UTF-8 application/json",
-      );
-    case "request.aborted":
-    case "request.size.invalid":
-      return new JoinError("bad_request", "the request body is incomplete");
-    default:
-      return undefined;
-  }
-}
-
 /** The `token` field of a body that may be anything, for the audit of a refused attempt. */
-function tokenNameOf(body: unknown): string | undefined {
-  if (typeof body !== "object" || body === null || !Object.hasOwn(body, "token")) return undefined;
-  const token = (body as Record<string, unknown>)["token"];
+function tokenNameOf(body: Record<string, unknown> | undefined): string | undefined {
+  if (body === undefined || !Object.hasOwn(body, "token")) return undefined;
+  const token = body["token"];
   return typeof token === "string" && token !== "" ? token : undefined;
 }
 
-function clientAddress(req: Request): string {
-  return req.ip ?? req.socket.remoteAddress ?? "unknown";
+/**
+ * The client's address: the socket's peer, or with `trustProxy` the address the one proxy in front
+ * of us appended (the right-most `X-Forwarded-For` entry). Entries further left are written by the
+ * client and would let it pick its own rate-limit bucket and audit address.
+ */
+export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+  const peer = req.socket.remoteAddress ?? "unknown";
+  if (!trustProxy) return peer;
+  const header = req.headers["x-forwarded-for"];
+  // Node joins repeated X-Forwarded-For lines with ", "; the array form is only in the types.
+  const forwarded = Array.isArray(header) ? header.join(",") : header;
+  if (forwarded === undefined) return peer;
+  const last = forwarded.slice(forwarded.lastIndexOf(",") + 1).trim();
+  return last === "" ? peer : last;
 }
 
 /** Checks the shape of a join body. Unknown fields (Teleport clients send more) are ignored. */

@@ -1,18 +1,26 @@
 /**
- * The one place an error code becomes an HTTP response, for both listeners: the status from the
- * registry and `{"error": {"code", "message"}}`.
+ * The one place an error code becomes an HTTP response, for both listeners and for the join
+ * endpoint (which runs on node:http without express): the status from the registry and
+ * `{"error": {"code", "message"}}`.
  */
-import type { Response } from "express";
+import type { ServerResponse } from "node:http";
 import { statusOf, type ErrorCode } from "../errors.ts";
 
 /** What a caller sees of anything unexpected; the details go to the log only. */
 export const INTERNAL_MESSAGE = "internal error; the details are in the server log";
 
-export function sendError(res: Response, code: ErrorCode, message: string): void {
+/** The media type of every JSON body this service sends. */
+export const JSON_CONTENT_TYPE = "application/json; charset=utf-8";
+
+export function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
   if (res.headersSent) {
     // Too late for a status: end the connection so the client sees a failure, not a short body.
     res.destroy();
     return;
   }
-  res.status(statusOf(code)).json({ error: { code, message } });
+  const body = JSON.stringify({ error: { code, message } });
+  res.statusCode = statusOf(code);
+  res.setHeader("Content-Type", JSON_CONTENT_TYPE);
+  res.setHeader("Content-Length", Buffer.byteLength(body));
+  res.end(body);
 }
