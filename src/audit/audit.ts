@@ -67,32 +67,45 @@ export function auditTokenName(name: string | undefined): string | null {
   return name.length > MAX_TOKEN_NAME_LENGTH ? `${name.slice(0, MAX_TOKEN_NAME_LENGTH)}...` : name;
 }
 
-/** Builds the audit line of an attempt from an allow-list of its fields. */
+/**
+ * Builds the audit line of an attempt from an allow-list of its fields. One object literal per
+ * outcome, field order as in the schema (a spread of a shared part cost several microseconds per
+ * join on the hot path).
+ */
 export function toAuditEvent(attempt: JoinAttempt): AuditEvent {
   const { outcome, attrs } = attempt;
-  const common = {
-    event: "bot.join",
-    code: outcome.ok ? "TJ001I" : "TJ001E",
-    time: attempt.time.toISOString(),
-    success: outcome.ok,
-    token: auditTokenName(attempt.tokenName),
-    bot_name: attempt.botName ?? null,
-    join_method: attempt.joinMethod,
-    join_attrs:
-      attrs === undefined
-        ? null
-        : { namespace: attrs.namespace, service_account: attrs.serviceAccount, pod: attrs.pod },
-    remote_addr: attempt.remoteAddr,
-  } as const;
+  const joinAttrs =
+    attrs === undefined
+      ? null
+      : { namespace: attrs.namespace, service_account: attrs.serviceAccount, pod: attrs.pod };
   if (outcome.ok) {
     return {
-      ...common,
+      event: "bot.join",
+      code: "TJ001I",
+      time: attempt.time.toISOString(),
+      success: true,
+      token: auditTokenName(attempt.tokenName),
+      bot_name: attempt.botName ?? null,
+      join_method: attempt.joinMethod,
+      join_attrs: joinAttrs,
+      remote_addr: attempt.remoteAddr,
       tls_serial: outcome.tlsSerial,
       ssh_serial: outcome.sshSerial,
       expires: outcome.expires.toISOString(),
     };
   }
-  return { ...common, error: { code: outcome.code, message: outcome.message } };
+  return {
+    event: "bot.join",
+    code: "TJ001E",
+    time: attempt.time.toISOString(),
+    success: false,
+    token: auditTokenName(attempt.tokenName),
+    bot_name: attempt.botName ?? null,
+    join_method: attempt.joinMethod,
+    join_attrs: joinAttrs,
+    remote_addr: attempt.remoteAddr,
+    error: { code: outcome.code, message: outcome.message },
+  };
 }
 
 const stderrLogger: AuditErrorLogger = {
