@@ -44,8 +44,23 @@ function print(rows: readonly BenchRow[]): void {
     console.log(`${row.name.padEnd(width)}  ${String(row.value).padStart(10)} ${row.unit}`);
 }
 
+// `npm run bench -- http memory` runs only the named sections (floors, verification, ca, http,
+// memory) and leaves bench/results.json alone; without names, everything runs and it is written.
+const SECTIONS = ["floors", "verification", "ca", "http", "memory"] as const;
+const only = process.argv.slice(2);
+for (const name of only) {
+  if (!(SECTIONS as readonly string[]).includes(name)) {
+    console.error(`unknown section ${JSON.stringify(name)}; sections: ${SECTIONS.join(", ")}`);
+    process.exit(2);
+  }
+}
 const sections: BenchRow[] = [];
-const step = async (title: string, run: () => Promise<BenchRow[]> | BenchRow[]) => {
+const step = async (
+  section: (typeof SECTIONS)[number],
+  title: string,
+  run: () => Promise<BenchRow[]> | BenchRow[],
+) => {
+  if (only.length > 0 && !only.includes(section)) return;
   process.stderr.write(`bench: ${title}...\n`);
   const rows = await run();
   sections.push(...rows);
@@ -53,13 +68,17 @@ const step = async (title: string, run: () => Promise<BenchRow[]> | BenchRow[]) 
   console.log();
 };
 
-const verification = await benchVerification();
-const floors = measureFloors(verification.sampleJwt);
-await step("floors of this machine", () => floorRows(floors));
-await step("verification", () => verification.rows);
-await step("certificate issuance", () => benchCertificates());
-await step("HTTP end to end", () => benchHttp());
-await step("memory", () => memoryRows());
+const needsVerification =
+  only.length === 0 || only.includes("floors") || only.includes("verification");
+const verification = needsVerification ? await benchVerification() : undefined;
+await step("floors", "floors of this machine", () =>
+  floorRows(measureFloors(verification!.sampleJwt)),
+);
+await step("verification", "verification", () => verification!.rows);
+await step("ca", "certificate issuance", () => benchCertificates());
+await step("http", "HTTP end to end", () => benchHttp());
+await step("memory", "memory", () => memoryRows());
+if (only.length > 0) process.exit(0);
 
 writeFileSync(
   join(ROOT, "bench/results.json"),
