@@ -310,6 +310,28 @@ test("the join path is exactly /v1/join; a query string is ignored", async () =>
   assertError(await request(app).post("/v1/join/").send(body()), "not_found");
   assertError(await request(app).post("/V1/JOIN").send(body()), "not_found");
   assertError(await request(app).put("/v1/join").send(body()), "method_not_allowed");
+  // An absolute-form target is not the join route; it is told so rather than "use POST".
+  const server = createServer(app);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, "127.0.0.1");
+      let text = "";
+      socket.on("data", (chunk: Buffer) => (text += chunk.toString()));
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+      socket.end(
+        `POST http://127.0.0.1:${port}/v1/join HTTP/1.1\r\nHost: x\r\nConnection: close\r\n` +
+          "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+      );
+    });
+    assert.match(raw, /^HTTP\/1\.1 400 /);
+    assert.match(raw, /"code":"bad_request".*path alone/);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
 
 test("empty, BOM-prefixed and non-object JSON bodies", async () => {

@@ -137,6 +137,11 @@ function createOtherRoutesApp(deps: JoinAppDeps): express.Express {
   app.enable("strict routing");
   app.enable("case sensitive routing");
 
+  // Only an absolute-form target (`POST http://host/v1/join`) reaches here with POST: the join
+  // listener routes on the origin form that clients send.
+  app.post("/v1/join", function absoluteFormJoin() {
+    throw new JoinError("bad_request", "send POST /v1/join with the path alone as the target");
+  });
   app.all("/v1/join", methodNotAllowed("POST"));
 
   app.get("/v1/ca", function exportCa(_req: Request, res: Response) {
