@@ -247,6 +247,14 @@ export async function benchHttp(): Promise<BenchRow[]> {
     const echoPort = /listening (\d+)/.exec(echo.output())![1];
     const echoUrl = `http://127.0.0.1:${echoPort}`;
 
+    const nodeEcho = await spawnUntil(
+      "node",
+      ["--import", "tsx", join(ROOT, "bench/node-echo-server.ts")],
+      /listening \d+/,
+    );
+    processes.push(nodeEcho);
+    const nodeEchoUrl = `http://127.0.0.1:${/listening (\d+)/.exec(nodeEcho.output())![1]}`;
+
     const plain = await startKubeJoin(dir, cluster, false);
     processes.push(plain.process);
     const tls = await startKubeJoin(dir, cluster, true);
@@ -281,11 +289,16 @@ export async function benchHttp(): Promise<BenchRow[]> {
     const noCacheRate = totals.noCache.ok / totals.noCache.seconds;
     const cachedRate = totals.cached.ok / totals.cached.seconds;
     const overTls = await fire(tls.url, repeated, { duration: RUN_SECONDS, ca });
-    // Latency at half the maximum: the same paced client against kube-join and, as a control for
-    // what this machine's client and loopback add, against the echo.
+    // Latency at half the maximum: the same paced client against kube-join and, as controls for
+    // what this machine's client, loopback and scheduler add, against the express echo and a bare
+    // node:http echo (a paced node:http echo alone showed a p99 of 4-13 ms here).
     const halfRate = Math.max(1, Math.floor(noCacheRate / 2));
     const atHalf = await fire(plain.url, distinct, { pacedRate: halfRate, duration: RUN_SECONDS });
     const echoAtHalf = await fire(echoUrl, echoBodies, {
+      pacedRate: halfRate,
+      duration: RUN_SECONDS,
+    });
+    const nodeEchoAtHalf = await fire(nodeEchoUrl, echoBodies, {
       pacedRate: halfRate,
       duration: RUN_SECONDS,
     });
@@ -340,6 +353,11 @@ export async function benchHttp(): Promise<BenchRow[]> {
       {
         name: `http:   control: echo p99 at the same ${halfRate}/s`,
         value: round(echoAtHalf.latency.p99, 1),
+        unit: "ms",
+      },
+      {
+        name: `http:   control: node:http echo (no framework) p99 at the same ${halfRate}/s`,
+        value: round(nodeEchoAtHalf.latency.p99, 1),
         unit: "ms",
       },
       {
