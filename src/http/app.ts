@@ -185,7 +185,7 @@ function tokenNameOf(body: Record<string, unknown> | undefined): string | undefi
  * of us appended (the right-most `X-Forwarded-For` entry). Entries further left are written by the
  * client and would let it pick its own rate-limit bucket and audit address.
  */
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
   const peer = req.socket.remoteAddress ?? "unknown";
   if (!trustProxy) return peer;
   const header = req.headers["x-forwarded-for"];
