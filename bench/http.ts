@@ -185,7 +185,7 @@ function serverCertificate(dir: string): string {
   return readFileSync(join(dir, "server.crt"), "utf8");
 }
 
-const ROUNDS = 3;
+const ROUNDS = 5;
 const ROUND_SECONDS = 2;
 
 /** Sums over the alternating rounds of one kind of run. */
@@ -233,7 +233,7 @@ export async function benchHttp(): Promise<BenchRow[]> {
     const cluster = generateClusterKey("RS256");
     const ca = serverCertificate(dir);
     process.stderr.write("bench: minting distinct JWTs and key pairs...\n");
-    const distinct = pool(makeBodies(cluster, 24_000, false));
+    const distinct = pool(makeBodies(cluster, 28_000, false));
     const repeated = pool(makeBodies(cluster, 2_000, true));
     // The echo gets the same bodies through a cursor of its own: it may repeat them freely.
     const echoBodies = pool(distinct.bodies);
