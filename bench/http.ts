@@ -264,6 +264,7 @@ export async function benchHttp(): Promise<BenchRow[]> {
     // optimising the join path (after 1 s the first 2 s round still cost about 40% more CPU per
     // join than the later ones), on both kinds of body so neither measured kind is the first.
     await fire(echoUrl, echoBodies, { duration: WARM_UP_SECONDS });
+    await fire(nodeEchoUrl, echoBodies, { duration: 1 });
     await fire(plain.url, distinct, { duration: WARM_UP_SECONDS / 2 });
     await fire(plain.url, repeated, { duration: WARM_UP_SECONDS / 2 });
     await fire(tls.url, repeated, { duration: WARM_UP_SECONDS, ca });
