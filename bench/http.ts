@@ -1,6 +1,5 @@
-import { execFileSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
@@ -11,6 +10,7 @@ import {
   serviceAccountClaims,
   type ClusterKey,
 } from "../test/support/jwt.ts";
+import { writeLoopbackServerCertificate } from "../test/support/tls.ts";
 import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 import { round, type BenchRow } from "./measure.ts";
 import { cpuSeconds, freePort, rssMiB, spawnUntil, type Spawned } from "./processes.ts";
@@ -158,33 +158,6 @@ async function startKubeJoin(dir: string, cluster: ClusterKey, tls: boolean): Pr
   return { process, url: `${tls ? "https" : "http"}://127.0.0.1:${port}` };
 }
 
-function serverCertificate(dir: string): string {
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      join(dir, "server.key"),
-      "-out",
-      join(dir, "server.crt"),
-      "-days",
-      "1",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-    ],
-    { stdio: "ignore" },
-  );
-  return readFileSync(join(dir, "server.crt"), "utf8");
-}
-
 const ROUNDS = 5;
 const ROUND_SECONDS = 2;
 
@@ -231,7 +204,7 @@ export async function benchHttp(): Promise<BenchRow[]> {
   const processes: Spawned[] = [];
   try {
     const cluster = generateClusterKey("RS256");
-    const ca = serverCertificate(dir);
+    const ca = writeLoopbackServerCertificate("openssl", dir);
     process.stderr.write("bench: minting distinct JWTs and key pairs...\n");
     const distinct = pool(makeBodies(cluster, 36_000, false));
     const repeated = pool(makeBodies(cluster, 2_000, true));

@@ -22,6 +22,7 @@ import {
   type ServiceProcess,
 } from "./support/service.ts";
 import { systemTool } from "./support/system-tools.ts";
+import { writeLoopbackServerCertificate } from "./support/tls.ts";
 import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 
 const openssl = systemTool("openssl", "openssl");
@@ -321,30 +322,7 @@ log_level: trace
 
 test("HTTPS when tls is configured; TLS errors stop start-up", { skip: openssl.skip }, async () => {
   const dir = mkdtempSync(join(tmpdir(), "kube-join-tls-"));
-  execFileSync(
-    openssl.path,
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      join(dir, "server.key"),
-      "-out",
-      join(dir, "server.crt"),
-      "-subj",
-      "/CN=127.0.0.1",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-      "-days",
-      "1",
-    ],
-    { stdio: "ignore" },
-  );
-  const serverCa = readFileSync(join(dir, "server.crt"));
+  const serverCa = writeLoopbackServerCertificate(openssl.path, dir);
   const svc = await startService({
     dir,
     configYaml: `cluster_name: ${DEMO_CLUSTER}

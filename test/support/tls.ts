@@ -1,4 +1,7 @@
+import { execFileSync } from "node:child_process";
 import { generateKeyPairSync, webcrypto } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { connect, createServer, type PeerCertificate } from "node:tls";
 import { x509 } from "../../src/ca/peculiar-x509.ts";
@@ -97,4 +100,36 @@ async function throwawayServerIdentity(): Promise<{ key: string; cert: string }>
     key: privateKey.export({ type: "pkcs8", format: "pem" }) as string,
     cert: cert.toString("pem"),
   };
+}
+
+/**
+ * Writes `server.key` and a self-signed P-256 `server.crt` for 127.0.0.1 (a day's validity) into
+ * `dir` with the real `openssl`, for a kube-join `tls:` block; returns the certificate's PEM, which
+ * a client trusts as its CA.
+ */
+export function writeLoopbackServerCertificate(opensslPath: string, dir: string): string {
+  execFileSync(
+    opensslPath,
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      join(dir, "server.key"),
+      "-out",
+      join(dir, "server.crt"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+    ],
+    { stdio: "ignore" },
+  );
+  return readFileSync(join(dir, "server.crt"), "utf8");
 }
