@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +10,7 @@ import {
   type ClusterKey,
 } from "../test/support/jwt.ts";
 import { writeLoopbackServerCertificate } from "../test/support/tls.ts";
-import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
+import { joinRequestBody, newBotPublicKeys } from "../test/support/join-request.ts";
 import { round, type BenchRow } from "./measure.ts";
 import { cpuSeconds, freePort, rssMiB, spawnUntil, type Spawned } from "./processes.ts";
 
@@ -36,15 +35,12 @@ function makeBodies(cluster: ClusterKey, count: number, repeatJwt: boolean): Bod
   const shared = mintServiceAccountToken(cluster, claims());
   const bodies: Body[] = [];
   for (let i = 0; i < count; i++) {
-    const tls = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey;
-    const ssh = generateKeyPairSync("ed25519").publicKey;
     bodies.push(
-      JSON.stringify({
+      joinRequestBody({
         token: "bench-bot",
         role: "Bot",
-        id_token: repeatJwt ? shared : mintServiceAccountToken(cluster, claims()),
-        public_tls_key: tls.export({ type: "spki", format: "pem" }),
-        public_ssh_key: ed25519AuthorizedKey(ssh),
+        idToken: repeatJwt ? shared : mintServiceAccountToken(cluster, claims()),
+        keys: newBotPublicKeys(),
       }),
     );
   }

@@ -4,7 +4,6 @@
  * HTTPS issuer publishes through OIDC discovery.
  */
 import { strict as assert } from "node:assert";
-import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,7 +22,12 @@ import {
   TEST_NOW_MS,
   type ClusterKey,
 } from "./support/jwt.ts";
-import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
+import {
+  joinRequestBody,
+  newBotPublicKeys,
+  postJoin,
+  type JoinHttpResult,
+} from "./support/join-request.ts";
 
 const COOLDOWN_MS = 30_000;
 
@@ -35,10 +39,7 @@ let key1: ClusterKey;
 let key2: ClusterKey;
 let clock = TEST_NOW_MS;
 const logLines: string[] = [];
-const publicTlsKey = generateKeyPairSync("ec", { namedCurve: "P-256" })
-  .publicKey.export({ type: "spki", format: "pem" })
-  .toString();
-const publicSshKey = sshEd25519Line();
+const botKeys = newBotPublicKeys("tbot");
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "kube-join-oidc-e2e-"));
@@ -114,10 +115,6 @@ function oidcToken(name: string, issuerUrl: string): string {
   ].join("\n");
 }
 
-function sshEd25519Line(): string {
-  return ed25519AuthorizedKey(generateKeyPairSync("ed25519").publicKey, "tbot");
-}
-
 function tokenFor(key: ClusterKey, claims: { issuer?: string; kid?: string } = {}): string {
   return mintServiceAccountToken(
     key,
@@ -126,22 +123,8 @@ function tokenFor(key: ClusterKey, claims: { issuer?: string; kid?: string } = {
   );
 }
 
-async function postJoin(
-  idToken: string,
-  token = "eks-bot",
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${service.joinUrl}/v1/join`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      token,
-      role: "Bot",
-      id_token: idToken,
-      public_tls_key: publicTlsKey,
-      public_ssh_key: publicSshKey,
-    }),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+function joinWith(idToken: string, token = "eks-bot"): Promise<JoinHttpResult> {
+  return postJoin(service.joinUrl, joinRequestBody({ token, role: "Bot", idToken, keys: botKeys }));
 }
 
 function errorOf(body: Record<string, unknown>): { code: string; message: string } {
@@ -160,7 +143,7 @@ describe("oidc join through the running service", () => {
 
   test("a bot joins with a token the issuer's published key verifies", async () => {
     firstJwt = tokenFor(key1);
-    const { status, body } = await postJoin(firstJwt);
+    const { status, body } = await joinWith(firstJwt);
     assert.equal(status, 200, JSON.stringify(body));
     assert.equal(body["bot_name"], "example");
     assert.deepEqual(body["join_attrs"], {
@@ -184,7 +167,7 @@ describe("oidc join through the running service", () => {
   });
 
   test("a token whose iss is another issuer is refused: jwt_issuer_mismatch", async () => {
-    const { status, body } = await postJoin(tokenFor(key1, { issuer: "https://other.example" }));
+    const { status, body } = await joinWith(tokenFor(key1, { issuer: "https://other.example" }));
     assert.equal(status, 401);
     assert.equal(errorOf(body).code, "jwt_issuer_mismatch");
   });
@@ -192,12 +175,12 @@ describe("oidc join through the running service", () => {
   test("the key rotates: one refetch, the new key joins, the removed key is refused", async () => {
     issuer.jwks = [key2.jwk];
     clock += COOLDOWN_MS;
-    const rotated = await postJoin(tokenFor(key2));
+    const rotated = await joinWith(tokenFor(key2));
     assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
     assert.deepEqual(fetches(), { discovery: 1, keys: 2 });
 
     // The very JWT that joined before: the verified-token cache must not answer for a gone key.
-    const removed = await postJoin(firstJwt);
+    const removed = await joinWith(firstJwt);
     assert.equal(removed.status, 401);
     assert.equal(errorOf(removed.body).code, "jwt_signature_invalid");
     assert.deepEqual(fetches(), { discovery: 1, keys: 2 });
@@ -209,7 +192,7 @@ describe("oidc join through the running service", () => {
     for (let wave = 0; wave < 10; wave++) {
       const results = await Promise.all(
         Array.from({ length: 50 }, (_, i) =>
-          postJoin(tokenFor(key2, { kid: `forged-${wave}-${i}` })),
+          joinWith(tokenFor(key2, { kid: `forged-${wave}-${i}` })),
         ),
       );
       for (const { status, body } of results) {
@@ -221,7 +204,7 @@ describe("oidc join through the running service", () => {
   });
 
   test("an issuer never reached: keys_unavailable (503) without the issuer's details", async () => {
-    const { status, body } = await postJoin(tokenFor(key2, { issuer: deadIssuer }), "dead-bot");
+    const { status, body } = await joinWith(tokenFor(key2, { issuer: deadIssuer }), "dead-bot");
     assert.equal(status, 503);
     assert.equal(errorOf(body).code, "keys_unavailable");
     assert.match(errorOf(body).message, /\(issuer unreachable\)/);
@@ -237,7 +220,7 @@ describe("oidc join through the running service", () => {
   test("the issuer goes away: joins keep working on the cached keys", async () => {
     await issuer.stop();
     clock += 25 * 60 * 60 * 1000;
-    const { status, body } = await postJoin(tokenFor(key2));
+    const { status, body } = await joinWith(tokenFor(key2));
     assert.equal(status, 200, JSON.stringify(body));
     const metrics = await (await fetch(`${service.diagUrl}/metrics`)).text();
     assert.match(

@@ -4,14 +4,13 @@
  * Prometheus' HTTP query API after real joins.
  */
 import { strict as assert } from "node:assert";
-import { generateKeyPairSync } from "node:crypto";
 import { after, before, test } from "node:test";
 import { startPrometheus } from "./support/prometheus.ts";
 import type { PrometheusServer } from "./support/prometheus.ts";
 import { runCli, startService } from "./support/service.ts";
 import type { ServiceProcess } from "./support/service.ts";
 import { systemTool } from "./support/system-tools.ts";
-import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
+import { joinRequestBody, newBotPublicKeys, postJoin } from "./support/join-request.ts";
 
 const prometheusTool = systemTool("prometheus", "prometheus");
 
@@ -34,27 +33,6 @@ after(async () => {
   await service?.stop();
 });
 
-function sshEd25519Line(): string {
-  return ed25519AuthorizedKey(generateKeyPairSync("ed25519").publicKey, "tbot");
-}
-
-async function join(baseUrl: string, token: string, idToken: string): Promise<Response> {
-  return fetch(`${baseUrl}/v1/join`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      token,
-      role: "Bot",
-      id_token: idToken,
-      public_tls_key: generateKeyPairSync("ec", { namedCurve: "P-256" })
-        .publicKey.export({ type: "spki", format: "pem" })
-        .toString(),
-      public_ssh_key: sshEd25519Line(),
-    }),
-    signal: AbortSignal.timeout(10_000),
-  });
-}
-
 test(
   "a real Prometheus scrapes the service's diagnostics listener and sees its joins",
   { skip: prometheusTool.skip, timeout: 60_000 },
@@ -65,9 +43,14 @@ test(
     const minted = await runCli(["demo-token"], { timeoutMs: 20_000 });
     assert.equal(minted.code, 0, minted.stderr);
     const idToken = minted.stdout.trim();
-    const ok = await join(service.baseUrl, "example-bot", idToken);
-    assert.equal(ok.status, 200, await ok.clone().text());
-    const refused = await join(service.baseUrl, "no-such-token", idToken);
+    const join = (token: string) =>
+      postJoin(
+        service!.baseUrl,
+        joinRequestBody({ token, role: "Bot", idToken, keys: newBotPublicKeys("tbot") }),
+      );
+    const ok = await join("example-bot");
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    const refused = await join("no-such-token");
     assert.equal(refused.status, 403);
 
     const cases: [string, number][] = [

@@ -5,7 +5,6 @@
  */
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
@@ -23,7 +22,13 @@ import {
 } from "./support/service.ts";
 import { systemTool } from "./support/system-tools.ts";
 import { writeLoopbackServerCertificate } from "./support/tls.ts";
-import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
+import {
+  joinRequestBody,
+  newBotPublicKeys,
+  postJoin,
+  type BotPublicKeys,
+  type JoinHttpResult,
+} from "./support/join-request.ts";
 
 const openssl = systemTool("openssl", "openssl");
 const sshKeygen = systemTool("ssh-keygen", "openssh-client");
@@ -43,50 +48,25 @@ function demoJwt(serviceAccount = "tbot", namespace = "default"): string {
   });
 }
 
-interface BotKeys {
+interface BotKeys extends BotPublicKeys {
+  /** Where the test writes what it checks with openssl and ssh-keygen. */
   readonly dir: string;
-  readonly tlsPublicPem: string;
-  readonly sshPublicLine: string;
 }
 
-/** A bot's key pair: a PEM SPKI TLS key and an authorized_keys Ed25519 line. */
 function botKeys(): BotKeys {
-  const dir = mkdtempSync(join(tmpdir(), "kube-join-bot-"));
-  const tls = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const tlsPublicPem = tls.publicKey.export({ type: "spki", format: "pem" }) as string;
-  const sshPublicLine = ed25519AuthorizedKey(generateKeyPairSync("ed25519").publicKey, "bot");
-  return { dir, tlsPublicPem, sshPublicLine };
-}
-
-interface HttpResult {
-  readonly status: number;
-  readonly body: Record<string, unknown>;
+  return { dir: mkdtempSync(join(tmpdir(), "kube-join-bot-")), ...newBotPublicKeys("bot") };
 }
 
 function joinBody(keys: BotKeys, jwt: string, token = "example-bot"): string {
-  return JSON.stringify({
-    token,
-    id_token: jwt,
-    public_tls_key: keys.tlsPublicPem,
-    public_ssh_key: keys.sshPublicLine,
-  });
+  return joinRequestBody({ token, idToken: jwt, keys });
 }
 
-async function post(url: string, body: string): Promise<HttpResult> {
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body,
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
-
-async function get(url: string): Promise<HttpResult> {
+async function get(url: string): Promise<JoinHttpResult> {
   const res = await fetch(url);
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-function errorCode(result: HttpResult): unknown {
+function errorCode(result: JoinHttpResult): unknown {
   return (result.body["error"] as { code?: unknown } | undefined)?.code;
 }
 
@@ -104,7 +84,7 @@ test(
       const demo = await runCli(["demo-token", "--service-account", "default:tbot"]);
       assert.equal(demo.code, 0, demo.stderr);
       const jwt = demo.stdout.trim();
-      const joined = await post(`${svc.baseUrl}/v1/join`, joinBody(keys, jwt));
+      const joined = await postJoin(svc.baseUrl, joinBody(keys, jwt));
       assert.equal(joined.status, 200, JSON.stringify(joined.body));
       assert.equal(joined.body["bot_name"], "example");
       assert.equal(joined.body["user"], "bot-example");
@@ -181,12 +161,12 @@ data_dir: ./data
 
     // A new file in the directory: picked up without a signal.
     assert.equal(
-      errorCode(await post(`${svc.baseUrl}/v1/join`, joinBody(keys, demoJwt(), "second-bot"))),
+      errorCode(await postJoin(svc.baseUrl, joinBody(keys, demoJwt(), "second-bot"))),
       "token_not_found",
     );
     writeFileSync(join(svc.dir, "resources/second.yaml"), second);
     await svc.waitForLog((l) => l["msg"] === "resources reloaded");
-    const viaSecond = await post(`${svc.baseUrl}/v1/join`, joinBody(keys, demoJwt(), "second-bot"));
+    const viaSecond = await postJoin(svc.baseUrl, joinBody(keys, demoJwt(), "second-bot"));
     assert.equal(viaSecond.status, 200, JSON.stringify(viaSecond.body));
 
     // A broken edit: logged with file:line, counted, and the previous set keeps serving.
@@ -200,7 +180,7 @@ data_dir: ./data
       JSON.stringify(problems),
     );
     assert.equal(
-      (await post(`${svc.baseUrl}/v1/join`, joinBody(keys, demoJwt(), "second-bot"))).status,
+      (await postJoin(svc.baseUrl, joinBody(keys, demoJwt(), "second-bot"))).status,
       200,
     );
     assert.equal((await get(`${svc.diagUrl}/readyz`)).status, 200);
@@ -214,10 +194,10 @@ data_dir: ./data
     await svc.waitForLog((l) => l["msg"] === "resources reloaded" && l["reason"] === "SIGHUP");
     assert.ok(reloads() > before);
     assert.equal(
-      errorCode(await post(`${svc.baseUrl}/v1/join`, joinBody(keys, demoJwt(), "second-bot"))),
+      errorCode(await postJoin(svc.baseUrl, joinBody(keys, demoJwt(), "second-bot"))),
       "token_not_found",
     );
-    assert.equal((await post(`${svc.baseUrl}/v1/join`, joinBody(keys, demoJwt()))).status, 200);
+    assert.equal((await postJoin(svc.baseUrl, joinBody(keys, demoJwt()))).status, 200);
   } finally {
     assert.deepEqual(await svc.stop(), { code: 0, signal: null });
   }
@@ -300,7 +280,7 @@ log_level: trace
     JSON.stringify({ token: "example-bot", id_token: good }),
     `{"token": "example-bot", "id_token": "${good}"`,
   ];
-  for (const body of attempts) await post(`${svc.baseUrl}/v1/join`, body).catch(() => undefined);
+  for (const body of attempts) await postJoin(svc.baseUrl, body).catch(() => undefined);
   assert.deepEqual(await svc.stop(), { code: 0, signal: null });
   const audit = readFileSync(join(svc.dir, "audit.log"), "utf8");
   assert.ok(audit.split("\n").filter(Boolean).length >= 6, audit);

@@ -7,7 +7,7 @@ import {
   verifyServiceAccountToken,
   type ExpectedClaims,
 } from "../src/jwt/verify.ts";
-import type { JwsAlgorithm } from "../src/jwt/keys.ts";
+import { ALLOWED_ALGORITHMS, type JwsAlgorithm } from "../src/jwt/keys.ts";
 import {
   TEST_AUDIENCE,
   TEST_ISSUER,
@@ -225,6 +225,9 @@ describe("verifyServiceAccountToken: algorithms and keys", () => {
     "ES512",
     "EdDSA",
   ];
+  test("the allowed list is exactly these ten (no none, no HS*)", () => {
+    assert.deepEqual([...ALLOWED_ALGORITHMS], algorithms);
+  });
   // One RSA key serves all RS and PS algorithms when its JWK does not pin `alg`.
   const rsaAny = generateClusterKey("RS256", { omitJwkAlg: true });
   for (const alg of algorithms) {
