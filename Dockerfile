@@ -1,8 +1,9 @@
 # kube-join container image. Build: docker build -t kube-join:0.1.0 .
-# Runtime: Node.js 24, the current LTS line (see docs/operations.md, "Container image", for why not
-# Node 20), on Debian slim; production dependencies only; runs as uid 1000, never root.
+# Runtime: Node.js 26, the active LTS line since 2026-10-28 (see docs/operations.md, "Container
+# image", for why not Node 20), on Debian slim; production dependencies only; runs as uid 1000,
+# never root.
 
-ARG NODE_IMAGE=node:24-slim
+ARG NODE_IMAGE=node:26-slim
 
 # Stage 1: compile TypeScript with the full (dev) dependency set.
 FROM ${NODE_IMAGE} AS build
