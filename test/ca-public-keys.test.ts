@@ -48,6 +48,24 @@ test("TLS public keys: each supported type parses to its type and the same SPKI"
   }
 });
 
+test("parsed keys import their KeyObject once, lazily, through an accessor no key owns", () => {
+  // A per-object accessor (an object literal with a getter) costs V8 an old-generation
+  // AccessorPair per join that holds the key bytes until the next full mark-compact: at a thousand
+  // joins a second, a mark-compact a second. The accessor lives on the class's prototype instead.
+  const { publicKey: ed } = generateKeyPairSync("ed25519");
+  const keys = [
+    parseTlsPublicKey(spkiPem("ec", { namedCurve: "prime256v1" })),
+    parseTlsPublicKey(spkiPem("ed25519")),
+    parseSshPublicKey(`ssh-ed25519 ${sshBlobOf(ed).toString("base64")} bot@pod`),
+  ];
+  for (const key of keys) {
+    assert.equal(Object.getOwnPropertyDescriptor(key, "keyObject"), undefined, key.type);
+    assert.equal(key.keyObject, key.keyObject, `${key.type}: imported once`);
+    assert.equal(key.keyObject.type, "public");
+  }
+  assert.equal(keys[2]!.keyObject.export({ format: "jwk" }).x, ed.export({ format: "jwk" }).x);
+});
+
 test("TLS public keys: everything else is invalid_public_key, without echoing the key", () => {
   const ec = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
   const p256Pem = ec.publicKey.export({ type: "spki", format: "pem" }) as string;
@@ -192,6 +210,11 @@ test("SSH public keys: lines from ssh-keygen parse to their type", { skip: sshKe
     assert.equal(key.blob.toString("base64"), line?.split(" ")[1]);
   }
 });
+
+function sshBlobOf(ed25519: ReturnType<typeof generateKeyPairSync>["publicKey"]): Buffer {
+  const x = Buffer.from(ed25519.export({ format: "jwk" }).x ?? "", "base64url");
+  return Buffer.concat([sshString("ssh-ed25519"), sshString(x)]);
+}
 
 function sshString(value: Buffer | string): Buffer {
   const bytes = Buffer.from(value);

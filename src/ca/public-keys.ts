@@ -56,15 +56,54 @@ function canonicalTlsKey(der: Buffer): TlsPublicKey | undefined {
       throw invalid("the TLS public key is not a point on its elliptic curve");
     }
   }
-  let keyObject: KeyObject | undefined;
-  return {
-    type: known.type,
-    spkiDer: der,
-    get keyObject() {
-      keyObject ??= createPublicKey({ key: der, format: "der", type: "spki" });
-      return keyObject;
-    },
-  };
+  return new LazyTlsPublicKey(known.type, der);
+}
+
+/*
+ * The two parsed-key classes below exist for the garbage collector. An object literal with a
+ * getter (`{ get keyObject() { ... } }`) gets a hidden class of its own each time it is evaluated,
+ * because the getter is a new closure; hidden classes live in V8's old generation, and so do the
+ * getter, its scope and the key bytes it holds, until the next full mark-compact. At a thousand
+ * joins a second that pinned about 7 MiB of Buffer pool slabs a second and drove a mark-compact
+ * every second (the p99 of a paced run). A class keeps one hidden class for every instance.
+ */
+
+/** A canonical TLS key: the KeyObject is imported on first access (issuance never needs it). */
+class LazyTlsPublicKey implements TlsPublicKey {
+  readonly type: TlsKeyType;
+  readonly spkiDer: Buffer;
+  #keyObject: KeyObject | undefined;
+
+  constructor(type: TlsKeyType, spkiDer: Buffer) {
+    this.type = type;
+    this.spkiDer = spkiDer;
+  }
+
+  get keyObject(): KeyObject {
+    this.#keyObject ??= createPublicKey({ key: this.spkiDer, format: "der", type: "spki" });
+    return this.#keyObject;
+  }
+}
+
+/** A checked SSH key: the KeyObject is built on first access (issuance never needs it). */
+class LazySshPublicKey implements SshPublicKey {
+  readonly type: SshKeyType;
+  readonly blob: Buffer;
+  readonly publicFields: Buffer;
+  readonly #makeKeyObject: () => KeyObject;
+  #keyObject: KeyObject | undefined;
+
+  constructor(type: SshKeyType, blob: Buffer, publicFields: Buffer, make: () => KeyObject) {
+    this.type = type;
+    this.blob = blob;
+    this.publicFields = publicFields;
+    this.#makeKeyObject = make;
+  }
+
+  get keyObject(): KeyObject {
+    this.#keyObject ??= this.#makeKeyObject();
+    return this.#keyObject;
+  }
 }
 
 /** SSH key types a bot may use (the authorized_keys type names). */
@@ -206,17 +245,7 @@ export function parseSshPublicKey(line: string): SshPublicKey {
     }
     const makeKeyObject = checkSshKey(type, reader);
     if (!reader.done) throw invalid(`the ${type} key has trailing bytes`);
-    const publicFields = blob.subarray(4 + type.length);
-    let keyObject: KeyObject | undefined;
-    return {
-      type,
-      blob,
-      publicFields,
-      get keyObject() {
-        keyObject ??= makeKeyObject();
-        return keyObject;
-      },
-    };
+    return new LazySshPublicKey(type, blob, blob.subarray(4 + type.length), makeKeyObject);
   } catch (error) {
     if (error instanceof JoinError) throw error;
     throw invalid(`the ${type} key is malformed`);
