@@ -39,7 +39,7 @@ let key1: ClusterKey;
 let key2: ClusterKey;
 let clock = TEST_NOW_MS;
 const logLines: string[] = [];
-const botKeys = newBotPublicKeys("tbot");
+const botKeys = await newBotPublicKeys("tbot");
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "kube-join-oidc-e2e-"));

@@ -43,10 +43,10 @@ test(
     const minted = await runCli(["demo-token"], { timeoutMs: 20_000 });
     assert.equal(minted.code, 0, minted.stderr);
     const idToken = minted.stdout.trim();
-    const join = (token: string) =>
+    const join = async (token: string) =>
       postJoin(
         service!.baseUrl,
-        joinRequestBody({ token, role: "Bot", idToken, keys: newBotPublicKeys("tbot") }),
+        joinRequestBody({ token, role: "Bot", idToken, keys: await newBotPublicKeys("tbot") }),
       );
     const ok = await join("example-bot");
     assert.equal(ok.status, 200, JSON.stringify(ok.body));

@@ -53,8 +53,8 @@ interface BotKeys extends BotPublicKeys {
   readonly dir: string;
 }
 
-function botKeys(): BotKeys {
-  return { dir: mkdtempSync(join(tmpdir(), "kube-join-bot-")), ...newBotPublicKeys("bot") };
+async function botKeys(): Promise<BotKeys> {
+  return { dir: mkdtempSync(join(tmpdir(), "kube-join-bot-")), ...(await newBotPublicKeys("bot")) };
 }
 
 function joinBody(keys: BotKeys, jwt: string, token = "example-bot"): string {
@@ -79,7 +79,7 @@ test(
     const svc = await startService();
     let restarted: ServiceProcess | undefined;
     try {
-      const keys = botKeys();
+      const keys = await botKeys();
       // The JWT from the CLI, as the README does it.
       const demo = await runCli(["demo-token", "--service-account", "default:tbot"]);
       assert.equal(demo.code, 0, demo.stderr);
@@ -154,7 +154,7 @@ data_dir: ./data
     extraFiles: { "resources/bot.yaml": BOT_YAML, "resources/bot-token.yaml": TOKEN_YAML },
   });
   try {
-    const keys = botKeys();
+    const keys = await botKeys();
     const second = TOKEN_YAML.replace("name: example-bot", "name: second-bot");
     const reloads = (): number =>
       svc.logs().filter((l) => l["msg"] === "resources reloaded").length;
@@ -205,7 +205,7 @@ data_dir: ./data
 
 test("SIGTERM: requests in flight complete, new connections are refused, exit code 0", async () => {
   const svc = await startService();
-  const keys = botKeys();
+  const keys = await botKeys();
   const url = new URL(`${svc.baseUrl}/v1/join`);
   const body = Buffer.from(joinBody(keys, demoJwt()));
   // Three requests whose bodies are half sent when the signal arrives: in flight for certain.
@@ -265,7 +265,7 @@ audit: {file: ./audit.log}
 log_level: trace
 `,
   });
-  const keys = botKeys();
+  const keys = await botKeys();
   const good = demoJwt();
   const otherSa = demoJwt("intruder");
   const jwts = [good, otherSa, `${good}x`, good.split(".").slice(0, 2).join(".")];
