@@ -12,8 +12,8 @@ import {
 import { writeLoopbackServerCertificate } from "../test/support/tls.ts";
 import { joinRequestBody, newBotPublicKeys } from "../test/support/join-request.ts";
 import { round, type BenchRow } from "./measure.ts";
-import { pacedLoad, quantile } from "./paced-client.ts";
-import { cpuSeconds, freePort, rssMiB, spawnUntil, type Spawned } from "./processes.ts";
+import { quantile, type PacedOptions, type PacedResultJson } from "./paced-client.ts";
+import { cpuSeconds, freePort, rssMiB, run, spawnUntil, type Spawned } from "./processes.ts";
 
 const CLUSTER = "bench.example.com";
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -186,17 +186,32 @@ function newPaced(): Paced {
   return { rounds: [], fromWrite: [], failed: 0 };
 }
 
-async function pacedRound(total: Paced, url: string, bodies: Pool, rate: number): Promise<void> {
-  const result = await pacedLoad({
+/** One paced round, from a process of its own (bench/paced-client.ts says why). */
+async function pacedRound(
+  total: Paced,
+  url: string,
+  bodies: Pool,
+  rate: number,
+  dir: string,
+): Promise<void> {
+  const options: PacedOptions = {
     port: Number(new URL(url).port),
     path: "/v1/join",
     rate,
     seconds: PACED_ROUND_SECONDS,
     connections: PACED_CONNECTIONS,
     bodies: takeBodies(bodies, Math.ceil(rate * PACED_ROUND_SECONDS)),
-  });
-  total.rounds.push(result.latenciesMs);
-  total.fromWrite.push(result.fromWriteMs);
+  };
+  const file = join(dir, "paced-round.json");
+  writeFileSync(file, JSON.stringify(options));
+  const { stdout } = await run(
+    "node",
+    ["--import", "tsx", join(ROOT, "bench/paced-client.ts"), file],
+    (PACED_ROUND_SECONDS + 30) * 1000,
+  );
+  const result = JSON.parse(stdout) as PacedResultJson;
+  total.rounds.push(Float64Array.from(result.latenciesMs));
+  total.fromWrite.push(Float64Array.from(result.fromWriteMs));
   total.failed += result.failed;
 }
 
@@ -350,9 +365,9 @@ export async function benchHttp(): Promise<BenchRow[]> {
     const halfRate = Math.max(1, Math.floor(noCacheRate / 2));
     const paced = { join: newPaced(), echo: newPaced(), nodeEcho: newPaced() };
     for (let round = 0; round < PACED_ROUNDS; round++) {
-      await pacedRound(paced.join, plain.url, distinct, halfRate);
-      await pacedRound(paced.echo, echoUrl, echoBodies, halfRate);
-      await pacedRound(paced.nodeEcho, nodeEchoUrl, echoBodies, halfRate);
+      await pacedRound(paced.join, plain.url, distinct, halfRate, dir);
+      await pacedRound(paced.echo, echoUrl, echoBodies, halfRate, dir);
+      await pacedRound(paced.nodeEcho, nodeEchoUrl, echoBodies, halfRate, dir);
     }
     if (distinct.next > distinct.bodies.length) {
       process.stderr.write("bench: warning: the distinct pool wrapped; some JWTs were repeated\n");

@@ -10,9 +10,16 @@
  *
  * Plain HTTP/1.1 on 127.0.0.1 only; responses must carry Content-Length (kube-join's and both
  * echo servers' do).
+ *
+ * The bench runs each round in a process of its own (`node --import tsx bench/paced-client.ts
+ * OPTIONS.json` prints the result as JSON): in the bench's own process, which holds tens of
+ * thousands of bodies, mark-compacts of 6-32 ms delayed the client's sends and were charged to
+ * whichever server the round was measuring.
  */
+import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
+import { pathToFileURL } from "node:url";
 
 export interface PacedOptions {
   readonly port: number;
@@ -144,4 +151,24 @@ export function quantile(values: Float64Array, q: number): number {
   const sorted = Float64Array.from(values).sort();
   const rank = Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length)));
   return sorted[rank - 1]!;
+}
+
+/** The result as the child process prints it (typed arrays become plain arrays in JSON). */
+export interface PacedResultJson {
+  readonly latenciesMs: number[];
+  readonly fromWriteMs: number[];
+  readonly ok: number;
+  readonly failed: number;
+  readonly late: number;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const options = JSON.parse(readFileSync(process.argv[2] ?? "", "utf8")) as PacedOptions;
+  const result = await pacedLoad(options);
+  const json: PacedResultJson = {
+    ...result,
+    latenciesMs: [...result.latenciesMs],
+    fromWriteMs: [...result.fromWriteMs],
+  };
+  process.stdout.write(JSON.stringify(json));
 }

@@ -1,6 +1,23 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
+
+/** Runs a command to its end, bounded in time; a non-zero exit rejects with what it printed. */
+export async function run(
+  command: string,
+  args: readonly string[],
+  timeoutMs: number,
+): Promise<{ readonly stdout: string }> {
+  const { stdout } = await execFileAsync(command, args, {
+    timeout: timeoutMs,
+    maxBuffer: 64 * 1024 * 1024,
+    encoding: "utf8",
+  });
+  return { stdout };
+}
 
 /** A free TCP port on 127.0.0.1 (bound, read, released). */
 export async function freePort(): Promise<number> {

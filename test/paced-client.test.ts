@@ -4,7 +4,12 @@ import { strict as assert } from "node:assert";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, describe, test } from "node:test";
-import { pacedLoad, quantile } from "../bench/paced-client.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { pacedLoad, quantile, type PacedResultJson } from "../bench/paced-client.ts";
+import { run } from "../bench/processes.ts";
 
 type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void;
 
@@ -175,6 +180,44 @@ describe("pacedLoad", () => {
         RangeError,
         JSON.stringify(bad),
       );
+    }
+  });
+});
+
+describe("paced-client.ts as a process (how the bench runs each round)", () => {
+  test("reads its options from a JSON file and prints the result as JSON", async () => {
+    const port = await server((_req, body, res) => reply(res, body === "{}" ? 200 : 400, "ok"));
+    const dir = mkdtempSync(join(tmpdir(), "kube-join-paced-"));
+    try {
+      const file = join(dir, "options.json");
+      writeFileSync(
+        file,
+        JSON.stringify({
+          port,
+          path: "/v1/join",
+          rate: 50,
+          seconds: 0.2,
+          connections: 2,
+          bodies: ["{}", "x"],
+        }),
+      );
+      const { stdout } = await run(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          fileURLToPath(new URL("../bench/paced-client.ts", import.meta.url)),
+          file,
+        ],
+        30_000,
+      );
+      const result = JSON.parse(stdout) as PacedResultJson;
+      assert.deepEqual([result.ok, result.failed], [5, 5]);
+      assert.equal(result.latenciesMs.length, 10);
+      assert.equal(result.fromWriteMs.length, 10);
+      assert.ok(result.latenciesMs.every((ms) => typeof ms === "number" && ms > 0));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
