@@ -360,8 +360,7 @@ export async function benchHttp(): Promise<BenchRow[]> {
     // Latency at half the maximum: evenly paced load (bench/paced-client.ts says why not
     // autocannon's) against kube-join and, as controls for what this machine's client, loopback
     // and scheduler add, against the express echo and a bare node:http echo; in alternating rounds,
-    // so drift on this shared machine falls on all three alike. Percentiles are over every request
-    // of a server's rounds together.
+    // so drift on this shared machine falls on all three alike (pacedP99 says what is reported).
     const halfRate = Math.max(1, Math.floor(noCacheRate / 2));
     const paced = { join: newPaced(), echo: newPaced(), nodeEcho: newPaced() };
     for (let round = 0; round < PACED_ROUNDS; round++) {

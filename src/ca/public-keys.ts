@@ -61,11 +61,12 @@ function canonicalTlsKey(der: Buffer): TlsPublicKey | undefined {
 
 /*
  * The two parsed-key classes below exist for the garbage collector. An object literal with a
- * getter (`{ get keyObject() { ... } }`) gets a hidden class of its own each time it is evaluated,
- * because the getter is a new closure; hidden classes live in V8's old generation, and so do the
- * getter, its scope and the key bytes it holds, until the next full mark-compact. At a thousand
- * joins a second that pinned about 7 MiB of Buffer pool slabs a second and drove a mark-compact
- * every second (the p99 of a paced run). A class keeps one hidden class for every instance.
+ * getter (`{ get keyObject() { ... } }`) holds a new closure each time it is evaluated, so V8 keeps
+ * every such object in dictionary mode with an accessor pair of its own, allocated in the old
+ * generation; the pair keeps the getter, its scope and the key bytes alive until the next full
+ * mark-compact. At a thousand joins a second that pinned about 7 MiB of Buffer pool slabs a second
+ * (the key bytes are slices of them) and drove a mark-compact every second, the paced p99. A class
+ * keeps its accessor on the prototype and its instances in one fast-mode shape.
  */
 
 /** A canonical TLS key: the KeyObject is imported on first access (issuance never needs it). */
