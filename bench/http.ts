@@ -224,26 +224,23 @@ function joined(rounds: readonly Float64Array[]): Float64Array {
   return all;
 }
 
-function pacedLatencies(total: Paced): Float64Array {
-  return joined(total.rounds);
-}
-
 /**
  * The median of the rounds' p99s: a round in which this shared machine was busy elsewhere (the
  * echo controls have shown a 15 ms p99 in such a round) moves it less than it moves a p99 over all
  * rounds together, which the unit column shows next to the range.
  */
-function pacedP99(total: Paced): number {
-  return median(total.rounds.map((r) => quantile(r, 0.99)));
+function roundP99s(total: Paced): number[] {
+  return total.rounds.map((r) => quantile(r, 0.99));
 }
 
 function pacedUnit(total: Paced): string {
-  const p99s = total.rounds.map((r) => quantile(r, 0.99));
+  const p99s = roundP99s(total);
+  const all = joined(total.rounds);
   return (
     `ms (median of rounds; rounds ${round(Math.min(...p99s), 1)}-${round(Math.max(...p99s), 1)}, ` +
-    `all rounds together ${round(quantile(pacedLatencies(total), 0.99), 1)}, ` +
+    `all rounds together ${round(quantile(all, 0.99), 1)}, ` +
     `from write ${round(quantile(joined(total.fromWrite), 0.99), 1)}; ` +
-    `p50 ${round(quantile(pacedLatencies(total), 0.5), 1)} ms)`
+    `p50 ${round(quantile(all, 0.5), 1)} ms)`
   );
 }
 
@@ -358,7 +355,7 @@ export async function benchHttp(): Promise<BenchRow[]> {
     // Latency at half the maximum: evenly paced load (bench/paced-client.ts says why not
     // autocannon's) against kube-join and, as controls for what this machine's client, loopback
     // and scheduler add, against the express echo and a bare node:http echo; in alternating rounds,
-    // so drift on this shared machine falls on all three alike (pacedP99 says what is reported).
+    // so drift on this shared machine falls on all three alike (roundP99s says what is reported).
     const halfRate = Math.max(1, Math.floor(noCacheRate / 2));
     const paced = { join: newPaced(), echo: newPaced(), nodeEcho: newPaced() };
     for (let round = 0; round < PACED_ROUNDS; round++) {
@@ -409,17 +406,17 @@ export async function benchHttp(): Promise<BenchRow[]> {
       },
       {
         name: `http: p99 at half max (${halfRate}/s evenly paced, distinct JWTs; target < 10)`,
-        value: round(pacedP99(paced.join), 1),
+        value: round(median(roundP99s(paced.join)), 1),
         unit: pacedUnit(paced.join),
       },
       {
         name: `http:   control: express echo p99 at the same pace`,
-        value: round(pacedP99(paced.echo), 1),
+        value: round(median(roundP99s(paced.echo)), 1),
         unit: pacedUnit(paced.echo),
       },
       {
         name: `http:   control: node:http echo (no framework) p99 at the same pace`,
-        value: round(pacedP99(paced.nodeEcho), 1),
+        value: round(median(roundP99s(paced.nodeEcho)), 1),
         unit: pacedUnit(paced.nodeEcho),
       },
       {

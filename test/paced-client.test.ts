@@ -42,6 +42,14 @@ async function server(handler: Handler): Promise<number> {
   return port;
 }
 
+/** A paced load on `/v1/join` of a test server. */
+function load(
+  port: number,
+  pace: { rate: number; seconds: number; connections: number; bodies: string[] },
+) {
+  return pacedLoad({ port, path: "/v1/join", ...pace });
+}
+
 describe("pacedLoad", () => {
   test("sends rate x seconds requests, each body once, and counts 2xx", async () => {
     const seen: string[] = [];
@@ -53,14 +61,7 @@ describe("pacedLoad", () => {
       reply(res, 200, `{"echo":${body}}`);
     });
     const bodies = Array.from({ length: 40 }, (_, i) => JSON.stringify({ n: i, text: "é" }));
-    const result = await pacedLoad({
-      port,
-      path: "/v1/join",
-      rate: 100,
-      seconds: 0.4,
-      connections: 2,
-      bodies,
-    });
+    const result = await load(port, { rate: 100, seconds: 0.4, connections: 2, bodies });
     assert.equal(result.ok, 40);
     assert.equal(result.failed, 0);
     assert.equal(result.latenciesMs.length, 40);
@@ -75,9 +76,7 @@ describe("pacedLoad", () => {
       seen.push(body);
       reply(res, 200, "ok");
     });
-    const result = await pacedLoad({
-      port,
-      path: "/v1/join",
+    const result = await load(port, {
       rate: 100,
       seconds: 0.1,
       connections: 1,
@@ -93,14 +92,7 @@ describe("pacedLoad", () => {
       n++;
       reply(res, n % 2 === 0 ? 401 : 200, '{"error":"x"}');
     });
-    const result = await pacedLoad({
-      port,
-      path: "/v1/join",
-      rate: 100,
-      seconds: 0.1,
-      connections: 1,
-      bodies: ["{}"],
-    });
+    const result = await load(port, { rate: 100, seconds: 0.1, connections: 1, bodies: ["{}"] });
     assert.deepEqual([result.ok, result.failed], [5, 5]);
   });
 
@@ -108,14 +100,7 @@ describe("pacedLoad", () => {
     const port = await server((_req, _body, res) => {
       setTimeout(() => reply(res, 200, "ok"), 30);
     });
-    const result = await pacedLoad({
-      port,
-      path: "/v1/join",
-      rate: 40,
-      seconds: 0.25,
-      connections: 2,
-      bodies: ["{}"],
-    });
+    const result = await load(port, { rate: 40, seconds: 0.25, connections: 2, bodies: ["{}"] });
     assert.equal(result.ok, 10);
     assert.ok(Math.min(...result.latenciesMs) >= 29, `min ${Math.min(...result.latenciesMs)}`);
   });
@@ -127,14 +112,7 @@ describe("pacedLoad", () => {
       // The first answer takes 300 ms; at 50/s on one connection the next four fall due meanwhile.
       setTimeout(() => reply(res, 200, "ok"), n === 1 ? 300 : 0);
     });
-    const result = await pacedLoad({
-      port,
-      path: "/v1/join",
-      rate: 50,
-      seconds: 0.2,
-      connections: 1,
-      bodies: ["{}"],
-    });
+    const result = await load(port, { rate: 50, seconds: 0.2, connections: 1, bodies: ["{}"] });
     const [first, second] = result.latenciesMs;
     assert.ok(first! >= 299, `first ${first}`);
     // Scheduled 20 ms after the first, written only after the first answer at about 300 ms.
@@ -153,7 +131,7 @@ describe("pacedLoad", () => {
       res.end("chunked, no length");
     });
     await assert.rejects(
-      pacedLoad({ port, path: "/v1/join", rate: 10, seconds: 0.1, connections: 1, bodies: ["{}"] }),
+      load(port, { rate: 10, seconds: 0.1, connections: 1, bodies: ["{}"] }),
       /unreadable response/,
     );
   });
@@ -163,7 +141,7 @@ describe("pacedLoad", () => {
       req.socket.destroy();
     });
     await assert.rejects(
-      pacedLoad({ port, path: "/v1/join", rate: 10, seconds: 0.3, connections: 1, bodies: ["{}"] }),
+      load(port, { rate: 10, seconds: 0.3, connections: 1, bodies: ["{}"] }),
       /closed early|ECONNRESET|EPIPE/,
     );
   });
