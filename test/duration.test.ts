@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import { strict as assert } from "node:assert";
-import { formatDuration, parseDuration } from "../src/duration.ts";
+import { formatDuration, parseDuration } from "../src/lib/duration.ts";
 
 const H = 3_600_000;
 const M = 60_000;

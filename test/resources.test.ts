@@ -7,11 +7,7 @@ import { strict as assert } from "node:assert";
 import { ConfigError } from "../src/errors.ts";
 import { loadResources, parseResources, type ResourceText } from "../src/resources/load.ts";
 import type { ResourceSet } from "../src/resources/types.ts";
-import {
-  formatFieldPath,
-  parseYamlDocument,
-  parseYamlDocuments,
-} from "../src/resources/yaml-source.ts";
+import { formatFieldPath, parseYamlDocument, parseYamlDocuments } from "../src/yaml/yaml-source.ts";
 
 // Keys generated here; EC keys because they are fast to make.
 function publicJwk(kid: string): Record<string, unknown> {

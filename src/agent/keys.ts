@@ -1,7 +1,7 @@
 import { generateKeyPair, randomBytes } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { promisify } from "node:util";
-import { mpint, sshString, uint32 } from "../ssh-wire.ts";
+import { mpint, sshString, uint32 } from "../lib/ssh-wire.ts";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { parseDuration } from "../duration.ts";
+import { parseDuration } from "../lib/duration.ts";
 
 /** Where the kubelet projects the service-account token in the Teleport guide's manifests. */
 export const DEFAULT_TOKEN_PATH = "/var/run/secrets/tokens/join-sa-token";

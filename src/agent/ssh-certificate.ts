@@ -1,4 +1,4 @@
-import { SshReader } from "../ssh-wire.ts";
+import { SshReader } from "../lib/ssh-wire.ts";
 
 /** The fields of an OpenSSH ECDSA P-256 user certificate the agent checks and records. */
 export interface SshCertificateInfo {

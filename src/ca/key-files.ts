@@ -14,7 +14,7 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { ConfigError } from "../errors.ts";
-import { SshReader } from "../ssh-wire.ts";
+import { SshReader } from "../lib/ssh-wire.ts";
 
 /**
  * The file side of the CA: reading keys with the checks an admin needs (each error names the

@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { JoinError } from "../errors.ts";
-import { SshReader } from "../ssh-wire.ts";
+import { SshReader } from "../lib/ssh-wire.ts";
 import { isOnCurve } from "./ec-point.ts";
 
 /**

@@ -1,5 +1,5 @@
 import { sign, type KeyObject } from "node:crypto";
-import { sshString, uint32, uint64 } from "../ssh-wire.ts";
+import { sshString, uint32, uint64 } from "../lib/ssh-wire.ts";
 import { takeRandomBytes } from "./random-pool.ts";
 import type { SshPublicKey } from "./public-keys.ts";
 

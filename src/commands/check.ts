@@ -2,7 +2,7 @@
  * `kube-join check PATH...`: loads bot and token resources exactly as the service does and
  * reports every problem, or a summary of what would be served.
  */
-import { formatDuration } from "../duration.ts";
+import { formatDuration } from "../lib/duration.ts";
 import { ConfigError } from "../errors.ts";
 import { loadResources } from "../resources/load.ts";
 import type { AllowRule, JoinToken, ResourceSet } from "../resources/types.ts";

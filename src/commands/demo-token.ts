@@ -14,7 +14,7 @@ import {
 } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { parseDuration } from "../duration.ts";
+import { parseDuration } from "../lib/duration.ts";
 
 export const DEMO_KEY_FILE = fileURLToPath(
   new URL("../../fixtures/demo/demo-cluster-key.TEST-ONLY.jwk.json", import.meta.url),

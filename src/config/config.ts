@@ -6,14 +6,14 @@
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { CLUSTER_NAME_PATTERN } from "../ca/authority.ts";
-import { parseDuration } from "../duration.ts";
+import { parseDuration } from "../lib/duration.ts";
 import { ConfigError } from "../errors.ts";
 import {
   formatFieldPath,
   parseYamlDocument,
   type FieldPath,
   type YamlSource,
-} from "../resources/yaml-source.ts";
+} from "../yaml/yaml-source.ts";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

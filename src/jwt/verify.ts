@@ -1,6 +1,6 @@
 import { constants, verify, type KeyObject } from "node:crypto";
 import { JoinError } from "../errors.ts";
-import { DNS_LABEL, DNS_SUBDOMAIN } from "../kubernetes-names.ts";
+import { DNS_LABEL, DNS_SUBDOMAIN } from "../methods/kubernetes/names.ts";
 import type { ServiceAccountIdentity } from "./identity.ts";
 import {
   ALLOWED_ALGORITHMS,

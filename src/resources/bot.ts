@@ -1,5 +1,5 @@
-import { formatDuration, parseDuration } from "../duration.ts";
-import type { FieldReader } from "./field-reader.ts";
+import { formatDuration, parseDuration } from "../lib/duration.ts";
+import type { FieldReader } from "../yaml/field-reader.ts";
 import type { Bot } from "./types.ts";
 
 /** `spec.max_session_ttl` when absent, as in Teleport. */

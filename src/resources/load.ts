@@ -6,10 +6,10 @@ import { readFile, readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { readBot } from "./bot.ts";
-import { Diagnostics, FieldReader, describe, isPlainObject } from "./field-reader.ts";
+import { Diagnostics, FieldReader, describe, isPlainObject } from "../yaml/field-reader.ts";
 import { readToken } from "./token.ts";
 import type { Bot, JoinToken, ResourceSet } from "./types.ts";
-import { parseYamlDocuments } from "./yaml-source.ts";
+import { parseYamlDocuments } from "../yaml/yaml-source.ts";
 
 /** One resource file's text, named as messages should name it. */
 export interface ResourceText {

@@ -1,7 +1,7 @@
 import { parseJwks, type KeySet } from "../jwt/keys.ts";
-import { DNS_LABEL, DNS_SUBDOMAIN } from "../kubernetes-names.ts";
-import { parseRfc3339 } from "../rfc3339.ts";
-import { describe, type FieldReader } from "./field-reader.ts";
+import { DNS_LABEL, DNS_SUBDOMAIN } from "../methods/kubernetes/names.ts";
+import { parseRfc3339 } from "../lib/rfc3339.ts";
+import { describe, type FieldReader } from "../yaml/field-reader.ts";
 import type { AllowRule, JoinToken, KubernetesJoinSpec } from "./types.ts";
 
 /**

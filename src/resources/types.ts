@@ -1,11 +1,8 @@
 import type { KeySet } from "../jwt/keys.ts";
 
-/** Where a resource or field was declared, for diagnostics. */
-export interface SourcePosition {
-  readonly file: string;
-  readonly line: number;
-  readonly col: number;
-}
+import type { SourcePosition } from "../yaml/yaml-source.ts";
+
+export type { SourcePosition };
 
 /** `kind: bot`, `version: v1`. */
 export interface Bot {

@@ -14,12 +14,18 @@ import {
   type Node as YamlNode,
 } from "yaml";
 import { ConfigError } from "../errors.ts";
-import type { SourcePosition } from "./types.ts";
 
 /** A path into a parsed value: map keys and sequence indexes, e.g. `["spec", "allow", 0]`. */
 export type FieldPath = readonly (string | number)[];
 
 /** One YAML document, as a plain JS value plus the positions of its fields. */
+/** Where a resource or field was declared, for diagnostics. */
+export interface SourcePosition {
+  readonly file: string;
+  readonly line: number;
+  readonly col: number;
+}
+
 export interface YamlSource {
   /** The file name as given by the caller (used verbatim in messages). */
   readonly file: string;
