@@ -13,8 +13,7 @@ import { strict as assert } from "node:assert";
 import { AGENT_LOCAL_CODES, AgentError } from "../src/agent/agent-error.ts";
 import { backoffDelay } from "../src/agent/backoff.ts";
 import { postJoin } from "../src/agent/client.ts";
-import type { JoinRequestBody, JoinResponseBody } from "../src/agent/client.ts";
-import { buildIdentityFiles } from "../src/agent/identity.ts";
+import { checkJoinResponse } from "../src/agent/identity.ts";
 import { generateAgentKey } from "../src/agent/keys.ts";
 import type { AgentKey } from "../src/agent/keys.ts";
 import { DEFAULT_TOKEN_PATH, parseAgentArgs } from "../src/agent/options.ts";
@@ -22,8 +21,16 @@ import type { AgentOptions } from "../src/agent/options.ts";
 import { runAgent } from "../src/agent/run.ts";
 import type { AgentDeps, AgentLogRecord } from "../src/agent/run.ts";
 import { parseSshCertificate } from "../src/agent/ssh-certificate.ts";
-import { readCurrentIdentity, writeIdentitySet } from "../src/agent/store.ts";
-import type { IdentityFs } from "../src/agent/store.ts";
+import type { FileSet } from "../src/agent/destinations/destination.ts";
+import { readCurrentSet, writeIdentitySet } from "../src/agent/destinations/directory.ts";
+import type { IdentityFs } from "../src/agent/destinations/directory.ts";
+import {
+  nativeSummary,
+  readNativeSummary,
+  renderNativeFiles,
+} from "../src/agent/outputs/native.ts";
+import type { IdentitySummary } from "../src/agent/outputs/native.ts";
+import type { JoinRequestWire, JoinResponseWire } from "../src/lib/join-wire.ts";
 import { loadOrCreateAuthority } from "../src/ca/authority.ts";
 import type { CertificateAuthority } from "../src/ca/authority.ts";
 import { parseSshPublicKey, parseTlsPublicKey } from "../src/ca/public-keys.ts";
@@ -47,7 +54,7 @@ before(async () => {
 });
 
 /** What `POST /v1/join` answers for this request, signed by the test CA. */
-function issue(body: JoinRequestBody, pod = "tbot-7d9f", nowMs = NOW.getTime()): JoinResponseBody {
+function issue(body: JoinRequestWire, pod = "tbot-7d9f", nowMs = NOW.getTime()): JoinResponseWire {
   const issued = authority.issueBotCertificates({
     botName: "example",
     roles: ["bot-example"],
@@ -62,7 +69,7 @@ function issue(body: JoinRequestBody, pod = "tbot-7d9f", nowMs = NOW.getTime()):
     tlsPublicKey: parseTlsPublicKey(body.public_tls_key),
     sshPublicKey: parseSshPublicKey(body.public_ssh_key),
     notBeforeMs: nowMs - 60_000,
-    notAfterMs: Date.parse(body.expires),
+    notAfterMs: Date.parse(body.expires ?? ""),
   });
   const trusted = authority.trusted();
   return {
@@ -84,7 +91,7 @@ function issue(body: JoinRequestBody, pod = "tbot-7d9f", nowMs = NOW.getTime()):
   };
 }
 
-function requestFor(key: AgentKey, expires = new Date(NOW.getTime() + HOUR)): JoinRequestBody {
+function requestFor(key: AgentKey, expires = new Date(NOW.getTime() + HOUR)): JoinRequestWire {
   return {
     token: "example-bot",
     role: "Bot",
@@ -132,7 +139,7 @@ describe("parseAgentArgs", () => {
     assert.equal(options.server.href, "https://kube-join:3025/");
     assert.equal(options.tokenName, "example-bot");
     assert.equal(options.caFile, "/ca.pem");
-    assert.equal(options.outputDir, "/out");
+    assert.deepEqual(options.storage, { type: "directory", path: "/out" });
     assert.equal(options.ttlMs, HOUR);
     assert.equal(options.renewEveryMs, 20 * 60_000);
     assert.equal(options.backoffInitialMs, 1000);
@@ -301,13 +308,15 @@ describe("keys and certificates", () => {
   });
 });
 
-describe("buildIdentityFiles", () => {
+describe("checkJoinResponse and the native output", () => {
   test("a good answer becomes the seven files, keys 0600", async () => {
     const key = await generateAgentKey();
     const response = issue(requestFor(key));
-    const { files, summary } = buildIdentityFiles(response, key, NOW);
+    const identity = checkJoinResponse(response, key, NOW);
+    const files = renderNativeFiles(identity);
+    const summary = nativeSummary(identity);
     assert.deepEqual(
-      files.map((f) => [f.name, f.mode]),
+      [...files].map(([name, f]) => [name, f.mode]),
       [
         ["tls.crt", 0o644],
         ["tls.key", 0o600],
@@ -318,7 +327,7 @@ describe("buildIdentityFiles", () => {
         ["identity.json", 0o644],
       ],
     );
-    const byName = new Map(files.map((f) => [f.name, f.contents]));
+    const byName = new Map([...files].map(([name, f]) => [name, f.contents.toString("utf8")]));
     assert.equal(byName.get("tls.key"), key.privateKeyPem);
     assert.equal(byName.get("ssh_key"), key.sshPrivateKey);
     assert.equal(
@@ -341,7 +350,7 @@ describe("buildIdentityFiles", () => {
     const good = issue(requestFor(key));
     const forOther = issue(requestFor(other));
     const otherCa = await createTestCa("someone else");
-    const cases: Array<[string, JoinResponseBody, RegExp]> = [
+    const cases: Array<[string, JoinResponseWire, RegExp]> = [
       ["TLS cert for another key", { ...good, tls_cert: forOther.tls_cert }, /tls_cert does not/],
       ["SSH cert for another key", { ...good, ssh_cert: forOther.ssh_cert }, /ssh_cert does not/],
       ["TLS cert under another CA", { ...good, tls_ca_certs: [otherCa.certPem] }, /not signed/],
@@ -352,7 +361,7 @@ describe("buildIdentityFiles", () => {
     ];
     for (const [name, response, message] of cases) {
       assert.throws(
-        () => buildIdentityFiles(response, key, NOW),
+        () => checkJoinResponse(response, key, NOW),
         (err: AgentError) => err.code === "bad_response" && message.test(err.message),
         name,
       );
@@ -361,9 +370,9 @@ describe("buildIdentityFiles", () => {
 });
 
 describe("writeIdentitySet", () => {
-  async function filesFor(pod: string) {
+  async function filesFor(pod: string): Promise<FileSet> {
     const key = await generateAgentKey();
-    return buildIdentityFiles(issue(requestFor(key), pod), key, NOW).files;
+    return renderNativeFiles(checkJoinResponse(issue(requestFor(key), pod), key, NOW));
   }
 
   function readSet(dir: string): Record<string, string> {
@@ -379,19 +388,18 @@ describe("writeIdentitySet", () => {
     const generation = await writeIdentitySet(dir, files, { now: NOW });
     assert.equal(join(dir, readlinkSync(join(dir, "current"))), generation);
     assert.equal(statSync(generation).mode & 0o777, 0o755);
-    for (const file of files) {
-      assert.equal(readFileSync(join(generation, file.name), "utf8"), file.contents);
-      assert.equal(statSync(join(generation, file.name)).mode & 0o777, file.mode, file.name);
-      assert.ok(lstatSync(join(dir, file.name)).isSymbolicLink());
-      assert.equal(readlinkSync(join(dir, file.name)), `current/${file.name}`);
-      assert.equal(readFileSync(join(dir, file.name), "utf8"), file.contents);
+    for (const [name, file] of files) {
+      const contents = file.contents.toString("utf8");
+      assert.equal(readFileSync(join(generation, name), "utf8"), contents);
+      assert.equal(statSync(join(generation, name)).mode & 0o777, file.mode, name);
+      assert.ok(lstatSync(join(dir, name)).isSymbolicLink());
+      assert.equal(readlinkSync(join(dir, name)), `current/${name}`);
+      assert.equal(readFileSync(join(dir, name), "utf8"), contents);
     }
-    const current = await readCurrentIdentity(dir);
+    const current = await readCurrentSet(dir);
     assert.equal(current?.directory, generation);
-    assert.equal(
-      (current?.summary.join_attrs["kubernetes"] as { pod: string } | undefined)?.pod,
-      "pod-1",
-    );
+    assert.deepEqual(current?.set, files, "read back byte for byte, modes included");
+    assert.equal(podOf(readNativeSummary(current?.set)), "pod-1");
   });
 
   test("a renewal swaps the whole set and keeps only the one it replaced", async () => {
@@ -685,7 +693,7 @@ describe("runAgent on a fixed clock", () => {
       server: new URL("https://kube-join.example:3025"),
       tokenName: "example-bot",
       caFile: "/ca.pem",
-      outputDir,
+      storage: { type: "directory", path: outputDir },
       ttlMs: HOUR,
       renewEveryMs: 20 * 60_000,
       backoffInitialMs: 1000,
@@ -706,12 +714,12 @@ describe("runAgent on a fixed clock", () => {
     const h = harness(["ok"]);
     assert.equal(await runAgent(options(dir, { oneshot: true }), h.deps, h.stop.signal), 0);
     assert.deepEqual(h.sleeps, []);
-    const current = await readCurrentIdentity(dir);
-    assert.equal(current?.summary.bot, "example");
+    const current = { summary: await currentSummary(dir) };
+    assert.equal(current?.summary?.bot, "example");
     const [success] = joins(h.logs);
     assert.equal(success?.["outcome"], "success");
     assert.equal(success?.["pod"], "pod-1");
-    assert.equal(success?.["tls_serial"], current?.summary.tls_serial);
+    assert.equal(success?.["tls_serial"], current?.summary?.tls_serial);
   });
 
   test("--oneshot: a refusal exits 1 and logs the server's code and message", async () => {
@@ -723,7 +731,7 @@ describe("runAgent on a fixed clock", () => {
     assert.equal(failure?.["code"], "no_matching_allow_rule");
     assert.equal(failure?.["message"], "default:other is not allowed");
     assert.equal(failure?.["status"], 403);
-    assert.equal(await readCurrentIdentity(dir), undefined);
+    assert.equal(await readCurrentSet(dir), undefined);
   });
 
   test("--oneshot stopped before its join succeeds exits 1; a stopped daemon exits 0", async () => {
@@ -759,8 +767,7 @@ describe("runAgent on a fixed clock", () => {
     );
     // The token file is read afresh for every join.
     assert.deepEqual(h.sentTokens, ["t1", "t2", "t3", "t3", "t3", "t3"]);
-    const current = await readCurrentIdentity(dir);
-    assert.equal((current?.summary.join_attrs["kubernetes"] as { pod: string }).pod, "pod-6");
+    assert.equal(podOf(await currentSummary(dir)), "pod-6");
     assert.equal(h.logs.at(-1)?.["event"], "agent.stop");
   });
 
@@ -848,6 +855,15 @@ describe("runAgent on a fixed clock", () => {
   });
 });
 
+/** The summary of the identity a native set holds in `dir`, or undefined. */
+async function currentSummary(dir: string): Promise<IdentitySummary | undefined> {
+  return readNativeSummary((await readCurrentSet(dir))?.set);
+}
+
+function podOf(summary: IdentitySummary | undefined): string | undefined {
+  return (summary?.join_attrs.kubernetes as { pod?: string } | undefined)?.pod;
+}
+
 function enoent(): Error {
   return Object.assign(new Error("no such file"), { code: "ENOENT" });
 }
@@ -864,5 +880,14 @@ describe("docs/agent.md", () => {
       rows[row[1]!] = row[2]!;
     }
     assert.deepEqual(rows, { ...AGENT_LOCAL_CODES });
+  });
+});
+
+describe("the POST /v1/join wire contract (src/lib/join-wire.ts)", () => {
+  test("is types only: importing it yields no values, so both sides share shapes, not code", async () => {
+    const wire = await import("../src/lib/join-wire.ts");
+    assert.deepEqual(Object.keys(wire), []);
+    const text = readFileSync(new URL("../src/lib/join-wire.ts", import.meta.url), "utf8");
+    assert.doesNotMatch(text, /^import /m, "imports nothing");
   });
 });

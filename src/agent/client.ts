@@ -1,29 +1,9 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { IncomingMessage } from "node:http";
+import type { JoinRequestWire, JoinResponseWire } from "../lib/join-wire.ts";
 import { AgentError } from "./agent-error.ts";
-
-/** The body of `POST /v1/join` (docs/agent.md, issue 4). */
-export interface JoinRequestBody {
-  readonly token: string;
-  readonly role: "Bot";
-  readonly id_token: string;
-  readonly public_tls_key: string;
-  readonly public_ssh_key: string;
-  readonly expires: string;
-}
-
-/** A 200 answer of `POST /v1/join`, shape-checked. */
-export interface JoinResponseBody {
-  readonly bot_name: string;
-  readonly user: string;
-  readonly expires: string;
-  readonly tls_cert: string;
-  readonly ssh_cert: string;
-  readonly tls_ca_certs: readonly string[];
-  readonly ssh_ca_keys: readonly string[];
-  readonly join_attrs: Readonly<Record<string, unknown>>;
-}
+import { parseJoinResponse } from "./identity.ts";
 
 interface JoinTransport {
   readonly server: URL;
@@ -42,8 +22,8 @@ const MAX_RESPONSE_BYTES = 1024 * 1024;
  */
 export async function postJoin(
   transport: JoinTransport,
-  body: JoinRequestBody,
-): Promise<JoinResponseBody> {
+  body: JoinRequestWire,
+): Promise<JoinResponseWire> {
   const { status, headers, text } = await send(transport, JSON.stringify(body));
   let parsed: unknown;
   try {
@@ -52,7 +32,7 @@ export async function postJoin(
     parsed = undefined;
   }
   if (status === 200) {
-    const identity = asJoinResponse(parsed);
+    const identity = parseJoinResponse(parsed);
     if (identity === undefined) {
       throw new AgentError(
         "bad_response",
@@ -155,36 +135,4 @@ function parseRetryAfter(value: string | undefined): number | undefined {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function isStringArray(value: unknown): value is string[] {
-  return Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === "string");
-}
-
-function asJoinResponse(value: unknown): JoinResponseBody | undefined {
-  if (!isRecord(value)) return undefined;
-  const { bot_name, user, expires, tls_cert, ssh_cert, tls_ca_certs, ssh_ca_keys, join_attrs } =
-    value;
-  if (
-    typeof bot_name !== "string" ||
-    typeof user !== "string" ||
-    typeof expires !== "string" ||
-    typeof tls_cert !== "string" ||
-    typeof ssh_cert !== "string" ||
-    !isStringArray(tls_ca_certs) ||
-    !isStringArray(ssh_ca_keys) ||
-    (join_attrs !== undefined && !isRecord(join_attrs))
-  ) {
-    return undefined;
-  }
-  return {
-    bot_name,
-    user,
-    expires,
-    tls_cert,
-    ssh_cert,
-    tls_ca_certs,
-    ssh_ca_keys,
-    join_attrs: join_attrs ?? {},
-  };
 }

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { parseDuration } from "../lib/duration.ts";
+import type { DestinationSpec } from "./destinations/open.ts";
 
 /** Where the kubelet projects the service-account token in the Teleport guide's manifests. */
 export const DEFAULT_TOKEN_PATH = "/var/run/secrets/tokens/join-sa-token";
@@ -35,7 +36,8 @@ export interface AgentOptions {
   readonly tokenName: string;
   /** Absent only for an `http://` server (which requires `insecure`). */
   readonly caFile: string | undefined;
-  readonly outputDir: string;
+  /** Where the agent keeps its current identity (kube-join's own files): `--output DIR`. */
+  readonly storage: DestinationSpec;
   readonly ttlMs: number;
   readonly renewEveryMs: number;
   readonly backoffInitialMs: number;
@@ -135,7 +137,7 @@ export function parseAgentArgs(
     server: url,
     tokenName,
     caFile: caFile === "" ? undefined : caFile,
-    outputDir,
+    storage: { type: "directory", path: outputDir },
     ttlMs,
     renewEveryMs,
     backoffInitialMs,

@@ -1,13 +1,15 @@
 import { readFile } from "node:fs/promises";
+import type { JoinRequestWire, JoinResponseWire } from "../lib/join-wire.ts";
 import { AgentError } from "./agent-error.ts";
 import { backoffDelay } from "./backoff.ts";
-import type { JoinRequestBody, JoinResponseBody } from "./client.ts";
-import { buildIdentityFiles } from "./identity.ts";
-import type { IdentitySummary } from "./identity.ts";
+import type { Destination } from "./destinations/destination.ts";
+import type { IdentityFs } from "./destinations/directory.ts";
+import { describeDestination, openDestination } from "./destinations/open.ts";
+import { checkJoinResponse } from "./identity.ts";
 import type { AgentKey } from "./keys.ts";
 import type { AgentOptions } from "./options.ts";
-import { readCurrentIdentity, writeIdentitySet } from "./store.ts";
-import type { IdentityFs } from "./store.ts";
+import { nativeSummary, readNativeSummary, renderNativeFiles } from "./outputs/native.ts";
+import type { IdentitySummary } from "./outputs/native.ts";
 
 /** One structured log line; the command writes it as JSON on stderr. */
 export interface AgentLogRecord {
@@ -27,7 +29,7 @@ export interface AgentDeps {
   readonly log: (record: AgentLogRecord) => void;
   readonly generateKey: () => Promise<AgentKey>;
   /** Sends `POST /v1/join`; throws `AgentError` with the server's code on a refusal. */
-  readonly join: (body: JoinRequestBody, signal: AbortSignal) => Promise<JoinResponseBody>;
+  readonly join: (body: JoinRequestWire, signal: AbortSignal) => Promise<JoinResponseWire>;
   readonly readToken?: (path: string) => Promise<string>;
   readonly fs?: IdentityFs;
 }
@@ -40,6 +42,7 @@ export interface AgentDeps {
 async function joinOnce(
   options: AgentOptions,
   deps: AgentDeps,
+  storage: Destination,
   signal: AbortSignal,
 ): Promise<IdentitySummary> {
   const idToken = await readServiceAccountToken(options.tokenPath, deps.readToken);
@@ -56,20 +59,9 @@ async function joinOnce(
     },
     signal,
   );
-  const now = deps.now();
-  const { files, summary } = buildIdentityFiles(response, key, now);
-  await writeIdentitySet(options.outputDir, files, {
-    now,
-    ...(deps.fs === undefined ? {} : { fs: deps.fs }),
-    warn: (message) =>
-      deps.log({
-        time: deps.now().toISOString(),
-        level: "warn",
-        msg: message,
-        event: "agent.write_cleanup",
-      }),
-  });
-  return summary;
+  const identity = checkJoinResponse(response, key, deps.now());
+  await storage.write(renderNativeFiles(identity));
+  return nativeSummary(identity);
 }
 
 /**
@@ -85,13 +77,19 @@ export async function runAgent(
 ): Promise<number> {
   const log = (level: AgentLogRecord["level"], msg: string, fields: object): void =>
     deps.log({ time: deps.now().toISOString(), level, msg, ...fields });
-  let current = (await readCurrentIdentity(options.outputDir).catch(() => undefined))?.summary;
+  const storage = openDestination(options.storage, {
+    now: deps.now,
+    ...(deps.fs === undefined ? {} : { fs: deps.fs }),
+    warn: (message) => log("warn", message, { event: "agent.write_cleanup" }),
+  });
+  // What a previous run left, so a failed first join still knows whether an identity is valid.
+  let current = readNativeSummary(await storage.read().catch(() => undefined));
   let failures = 0;
   log("info", "agent starting", {
     event: "agent.start",
     server: options.server.origin,
     token: options.tokenName,
-    output: options.outputDir,
+    storage: describeDestination(options.storage),
     ttl_ms: options.ttlMs,
     renew_every_ms: options.renewEveryMs,
     oneshot: options.oneshot,
@@ -100,7 +98,7 @@ export async function runAgent(
 
   while (!signal.aborted) {
     try {
-      const summary = await joinOnce(options, deps, signal);
+      const summary = await joinOnce(options, deps, storage, signal);
       current = summary;
       failures = 0;
       const remainingMs = Date.parse(summary.expires) - deps.now().getTime();
