@@ -1,14 +1,18 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
 import type { JoinRequestWire, JoinResponseWire } from "../lib/join-wire.ts";
 import { AgentError } from "./agent-error.ts";
+import { connectTrusted } from "./ca-pins.ts";
 import { parseJoinResponse } from "./identity.ts";
 
 interface JoinTransport {
   readonly server: URL;
   /** PEM trust anchors for an https:// server; when set they replace the system CAs entirely. */
   readonly ca: string | undefined;
+  /** `sha256:<hex>` CA pins: when set, the chain is checked by `connectTrusted` instead. */
+  readonly caPins?: readonly string[];
   readonly timeoutMs: number;
   readonly signal?: AbortSignal;
 }
@@ -68,7 +72,8 @@ function send(
 ): Promise<{ status: number; headers: IncomingMessage["headers"]; text: string }> {
   const url = new URL("/v1/join", transport.server);
   const secure = url.protocol === "https:";
-  const request = secure ? httpsRequest : httpRequest;
+  const pins = secure ? (transport.caPins ?? []) : [];
+  const request = secure && pins.length === 0 ? httpsRequest : httpRequest;
   // A deadline for the whole exchange, not http's idle `timeout`: a server (or proxy) that
   // trickles a byte now and then would otherwise hold the join, and the renewal loop behind it,
   // until the current identity expires.
@@ -82,19 +87,49 @@ function send(
         : err;
       reject(new AgentError("server_unreachable", `${url.origin}: ${describe(reason)}`));
     };
+    const transportOptions =
+      pins.length > 0
+        ? {
+            // node:http over a TLS socket that `connectTrusted` hands over only once the chain
+            // matched the CA file or a pin; no byte of the request goes out before that.
+            createConnection: (
+              _options: unknown,
+              oncreate: (err: Error | null, socket: Duplex) => void,
+            ): undefined => {
+              connectTrusted(
+                {
+                  host: url.hostname,
+                  port: Number(url.port || 443),
+                  ca: transport.ca,
+                  pins,
+                  signal,
+                },
+                (err, socket) => (err === null ? oncreate(null, socket!) : unreachable(err)),
+              );
+              return undefined;
+            },
+          }
+        : secure
+          ? // Only the given anchors: `ca` replaces Node's bundled roots, so a public CA can
+            // never vouch for a kube-join server.
+            { ca: transport.ca ?? [], rejectUnauthorized: true }
+          : {};
     const req = request(
-      url,
       {
+        // node:http for the pinned case too: its socket is already TLS.
+        protocol: secure && pins.length === 0 ? "https:" : "http:",
+        hostname: url.hostname.replace(/^\[|\]$/g, ""),
+        port: url.port || (secure ? 443 : 80),
+        path: url.pathname + url.search,
         method: "POST",
         headers: {
+          host: url.host,
           "content-type": "application/json",
           "content-length": Buffer.byteLength(payload),
           accept: "application/json",
         },
         signal,
-        // Only the given anchors: `ca` replaces Node's bundled roots, so a public CA can never
-        // vouch for a kube-join server.
-        ...(secure ? { ca: transport.ca ?? [], rejectUnauthorized: true } : {}),
+        ...transportOptions,
       },
       (res) => {
         const chunks: Buffer[] = [];
