@@ -20,15 +20,26 @@ import { DEFAULT_TOKEN_PATH, parseAgentArgs } from "../src/agent/options.ts";
 import type { AgentOptions } from "../src/agent/options.ts";
 import { runAgent } from "../src/agent/run.ts";
 import type { AgentDeps, AgentLogRecord } from "../src/agent/run.ts";
+import { AgentStatus } from "../src/agent/diag.ts";
 import { parseSshCertificate } from "../src/agent/ssh-certificate.ts";
 import type { FileSet } from "../src/agent/destinations/destination.ts";
-import { readCurrentSet, writeIdentitySet } from "../src/agent/destinations/directory.ts";
+import {
+  createDirectoryDestination,
+  readCurrentSet,
+  writeIdentitySet,
+} from "../src/agent/destinations/directory.ts";
 import type { IdentityFs } from "../src/agent/destinations/directory.ts";
 import {
   nativeSummary,
   readNativeSummary,
   renderNativeFiles,
 } from "../src/agent/outputs/native.ts";
+import {
+  IDENTITY_OUTPUT_FILE_NAMES,
+  renderIdentityFile,
+  renderIdentityOutput,
+} from "../src/agent/outputs/identity.ts";
+import { createMemoryDestination } from "../src/agent/destinations/memory.ts";
 import type { IdentitySummary } from "../src/agent/outputs/native.ts";
 import type { JoinRequestWire, JoinResponseWire } from "../src/lib/join-wire.ts";
 import { loadOrCreateAuthority } from "../src/ca/authority.ts";
@@ -502,6 +513,117 @@ function failFileSync(): (fs: IdentityFs) => IdentityFs {
   });
 }
 
+describe("the identity output (tbot's files)", () => {
+  test("identity, tlscert, key, key.pub, key-cert.pub, teleport-user-ca.crt; keys 0600", async () => {
+    const key = await generateAgentKey();
+    const identity = checkJoinResponse(issue(requestFor(key)), key, NOW);
+    const set = renderIdentityOutput(identity);
+    assert.deepEqual(
+      [...set].map(([name, f]) => [name, f.mode]),
+      [
+        ["identity", 0o600],
+        ["tlscert", 0o644],
+        ["key", 0o600],
+        ["key.pub", 0o644],
+        ["key-cert.pub", 0o644],
+        ["teleport-user-ca.crt", 0o644],
+      ],
+    );
+    const text = (name: string) => set.get(name)?.contents.toString("utf8");
+    assert.equal(text("key"), key.privateKeyPem);
+    assert.equal(text("key.pub"), `${key.sshPublicKey}\n`);
+    assert.equal(text("key-cert.pub"), identity.sshCert);
+    assert.equal(text("tlscert"), identity.tlsCert);
+    assert.equal(
+      text("teleport-user-ca.crt"),
+      authority
+        .trusted()
+        .tlsCaCerts.map((p) => `${p.trim()}\n`)
+        .join(""),
+    );
+    // The same key and certificates as the native files of the same identity.
+    const native = renderNativeFiles(identity);
+    assert.deepEqual(set.get("key")?.contents, native.get("tls.key")?.contents);
+    assert.deepEqual(set.get("tlscert")?.contents, native.get("tls.crt")?.contents);
+  });
+
+  test("the identity file: key PEM, SSH cert, TLS cert, SSH CA lines, TLS CA PEMs, in that order", async () => {
+    const key = await generateAgentKey();
+    const identity = checkJoinResponse(issue(requestFor(key)), key, NOW);
+    assert.equal(
+      renderIdentityFile(identity),
+      [
+        key.privateKeyPem,
+        identity.sshCert,
+        identity.tlsCert,
+        ...authority.trusted().sshCaKeys.map((k) => `@cert-authority * ${k}\n`),
+        ...identity.tlsCaCerts,
+      ].join(""),
+    );
+    assert.deepEqual(IDENTITY_OUTPUT_FILE_NAMES, [...renderIdentityOutput(identity).keys()]);
+  });
+
+  test("no file named for a CA kube-join does not have", async () => {
+    const key = await generateAgentKey();
+    const names = [
+      ...renderIdentityOutput(checkJoinResponse(issue(requestFor(key)), key, NOW)).keys(),
+    ];
+    for (const promise of [
+      "teleport-host-ca.crt",
+      "teleport-database-ca.crt",
+      "known_hosts",
+      "ssh_config",
+    ]) {
+      assert.ok(!names.includes(promise), promise);
+    }
+  });
+});
+
+describe("destinations behind the port", () => {
+  const set = (text: string): FileSet =>
+    new Map([
+      ["a", { contents: Buffer.from(text), mode: 0o644 }],
+      ["b.key", { contents: Buffer.from(`${text}-key`), mode: 0o600 }],
+    ]);
+
+  test("memory: nothing before the first write, then the last whole set, a copy", async () => {
+    const memory = createMemoryDestination();
+    assert.equal(memory.description, "memory");
+    assert.equal(await memory.read(), undefined);
+    const written = new Map(set("one"));
+    await memory.write(written);
+    written.delete("a");
+    assert.deepEqual(await memory.read(), set("one"));
+    await memory.write(set("two"));
+    assert.deepEqual(await memory.read(), set("two"));
+  });
+
+  test("directory: reads back the set it wrote, byte for byte and mode for mode", async () => {
+    const dir = join(tempDir("port"), "out");
+    const destination = createDirectoryDestination({ path: dir, now: () => NOW });
+    assert.equal(destination.description, `directory ${dir}`);
+    assert.equal(await destination.read(), undefined);
+    await destination.write(set("one"));
+    await destination.write(set("two"));
+    assert.deepEqual(await destination.read(), set("two"));
+    assert.equal(readFileSync(join(dir, "a"), "utf8"), "two");
+  });
+
+  test("directory: a name that is not one file name of ours is refused before anything is written", async () => {
+    const dir = tempDir("names");
+    for (const name of ["../x", "current", "gen-1", ".hidden", "a/b"]) {
+      await assert.rejects(
+        writeIdentitySet(dir, new Map([[name, { contents: Buffer.from("x"), mode: 0o644 }]]), {
+          now: NOW,
+        }),
+        TypeError,
+        name,
+      );
+    }
+    assert.deepEqual(readdirSync(dir), []);
+  });
+});
+
 describe("postJoin against a real HTTPS server", () => {
   let server: ReturnType<typeof createServer>;
   let url: URL;
@@ -848,6 +970,61 @@ describe("runAgent on a fixed clock", () => {
     assert.match(String(failure?.["message"]), /ENOENT/);
   });
 
+  test("outputs: each join writes every output, then storage; memory storage is the guide's", async () => {
+    const out = tempDir("identity-output");
+    const h = harness(["ok"]);
+    const run = options("", {
+      oneshot: true,
+      storage: { type: "memory" },
+      outputs: [{ type: "identity", destination: { type: "directory", path: out } }],
+    });
+    assert.equal(await runAgent(run, h.deps, h.stop.signal), 0);
+    const written = (await readCurrentSet(out))?.set;
+    assert.deepEqual([...(written?.keys() ?? [])].sort(), [...IDENTITY_OUTPUT_FILE_NAMES].sort());
+    const start = h.logs.find((l) => l["event"] === "agent.start");
+    assert.equal(start?.["storage"], "memory");
+    assert.deepEqual(start?.["outputs"], [`identity -> directory ${out}`]);
+  });
+
+  test("an output that cannot be written: write_failed, exit 1, that output's last set intact, storage not advanced", async () => {
+    const out = tempDir("output-fails");
+    const storageDir = tempDir("storage-kept");
+    const outputs = [
+      { type: "identity" as const, destination: { type: "directory" as const, path: out } },
+    ];
+    const first = harness(["ok"]);
+    await runAgent(options(storageDir, { oneshot: true, outputs }), first.deps, first.stop.signal);
+    const before = (await readCurrentSet(out))?.set;
+    const storedBefore = await currentSummary(storageDir);
+    const second = harness(["ok"]);
+    const failing: AgentDeps = { ...second.deps, fs: failOnCall("open", 2)(fsPromises) };
+    assert.equal(
+      await runAgent(options(storageDir, { oneshot: true, outputs }), failing, second.stop.signal),
+      1,
+    );
+    const [failure] = joins(second.logs);
+    assert.equal(failure?.["code"], "write_failed");
+    assert.match(
+      String(failure?.["message"]),
+      new RegExp(`writing the identity to ${out}: ENOSPC`),
+    );
+    assert.deepEqual((await readCurrentSet(out))?.set, before);
+    assert.deepEqual(await currentSummary(storageDir), storedBefore);
+  });
+
+  test("observe hears the identity in use at start and after each attempt", async () => {
+    const dir = tempDir("observe");
+    const h = harness(["ok", refused()]);
+    const events: unknown[] = [];
+    await runAgent(options(dir), { ...h.deps, observe: (e) => events.push(e) }, h.stop.signal);
+    const expires = (await currentSummary(dir))?.expires;
+    assert.deepEqual(events, [
+      { outcome: "start", identityExpires: undefined },
+      { outcome: "success", identityExpires: expires },
+      { outcome: "failure", identityExpires: expires },
+    ]);
+  });
+
   test("no log line carries the service-account token or a private key", async () => {
     const dir = tempDir("secrets");
     const h = harness(["ok", refused()], ["eyJhbGciOiJFUzI1NiJ9.secret-claims.sig"]);
@@ -892,5 +1069,23 @@ describe("the POST /v1/join wire contract (src/lib/join-wire.ts)", () => {
     assert.deepEqual(Object.keys(wire), []);
     const text = readFileSync(new URL("../src/lib/join-wire.ts", import.meta.url), "utf8");
     assert.doesNotMatch(text, /^import /m, "imports nothing");
+  });
+});
+
+describe("the agent's diag status", () => {
+  test("not ready before an identity, ready while it is valid, not ready once it expired", () => {
+    const status = new AgentStatus();
+    const now = NOW.getTime();
+    assert.equal(status.isReady(now), false);
+    assert.doesNotMatch(status.metrics(now), /^kube_join_agent_identity_expiry_seconds /m);
+    status.observe({ outcome: "start", identityExpires: undefined });
+    status.observe({ outcome: "failure", identityExpires: undefined });
+    status.observe({ outcome: "success", identityExpires: new Date(now + HOUR).toISOString() });
+    assert.equal(status.isReady(now), true);
+    assert.equal(status.isReady(now + HOUR + 1), false);
+    const text = status.metrics(now + 1000);
+    assert.match(text, /^kube_join_agent_joins_total\{result="success"\} 1$/m);
+    assert.match(text, /^kube_join_agent_joins_total\{result="failure"\} 1$/m);
+    assert.match(text, /^kube_join_agent_identity_expiry_seconds 3599$/m);
   });
 });
