@@ -19,6 +19,21 @@ interface JoinTransport {
 
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 
+/** OpenSSL's and Node's codes for a certificate the given anchors do not vouch for. */
+const TLS_VERIFY_CODES = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_NOT_YET_VALID",
+  "CERT_HAS_EXPIRED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
 /**
  * Sends one join request and returns the issued identity, or throws `AgentError` with the
  * server's error code (status and `Retry-After` attached), or a local code when there is no
@@ -85,7 +100,15 @@ function send(
       const reason = deadline.aborted
         ? new Error(`no complete answer within ${transport.timeoutMs} ms`)
         : err;
-      reject(new AgentError("server_unreachable", `${url.origin}: ${describe(reason)}`));
+      const untrusted = TLS_VERIFY_CODES.has(String((reason as NodeJS.ErrnoException).code));
+      reject(
+        new AgentError(
+          "server_unreachable",
+          untrusted
+            ? `${url.origin}: TLS: the server's certificate chain does not match ca_path (--ca-file): ${describe(reason)}`
+            : `${url.origin}: ${describe(reason)}`,
+        ),
+      );
     };
     const transportOptions =
       pins.length > 0

@@ -84,9 +84,10 @@ async function joinOnce(
     set: output.render(identity),
     destination,
   }));
+  const stored = renderNativeFiles(identity);
   for (const { set, destination } of sets) await destination.write(set);
   // Storage last: what it holds was delivered to every output too.
-  await plan.storage.write(renderNativeFiles(identity));
+  await plan.storage.write(stored);
   return nativeSummary(identity);
 }
 
