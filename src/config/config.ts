@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { CLUSTER_NAME_PATTERN } from "../ca/authority.ts";
+import { CLUSTER_NAME_PATTERN } from "../lib/cluster-name.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { ConfigError } from "../errors.ts";
 import {
