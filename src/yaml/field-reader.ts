@@ -1,6 +1,6 @@
 /**
  * The one field reader for everything an admin writes: the service config (`src/config/`), the
- * bot and token resources (`src/resources/`) and the agent's config. One wording for every
+ * bot and token resources (`src/resources/`) and, next, the agent's config. One wording for every
  * problem, "did you mean" wherever a name or a value is close to a known one. Imports only
  * leaves (dependency rule `yaml-reader-imports-only-leaves`).
  *
