@@ -222,16 +222,16 @@ describe("tbot.yaml: every mistake, with its position", () => {
       "a misspelt key",
       GUIDE.replace("proxy_server", "proxy_sever"),
       [
-        /^tbot\.yaml:8:1: proxy_sever: unknown field \(did you mean "proxy_server"\?\); known fields here: version, /,
         /^tbot\.yaml:1:1: proxy_server \(or auth_server\) must be set/,
+        /^tbot\.yaml:8:1: proxy_sever: unknown field \(did you mean "proxy_server"\?\); known fields here: version, /,
       ],
     ],
     [
       "a misspelt onboarding key",
       GUIDE.replace("  token:", "  tokn:"),
       [
-        /^tbot\.yaml:4:3: onboarding\.tokn: unknown field \(did you mean "token"\?\)/,
         /^tbot\.yaml:2:1: onboarding\.token: must be set: the join token's name$/,
+        /^tbot\.yaml:4:3: onboarding\.tokn: unknown field \(did you mean "token"\?\)/,
       ],
     ],
     [
@@ -270,8 +270,8 @@ describe("tbot.yaml: every mistake, with its position", () => {
       "a CA pin that is not sha256:<hex>",
       GUIDE.replace("  ca_path: /etc/kube-join-server-ca/ca.crt", "  ca_pins: [md5:1234]"),
       [
-        /^tbot\.yaml:5:13: onboarding\.ca_pins\[0\]: must be sha256:<64 hex digits>, the SHA-256 of a CA certificate's SubjectPublicKeyInfo$/,
         /^tbot\.yaml:2:1: onboarding: ca_path or ca_pins is required/,
+        /^tbot\.yaml:5:13: onboarding\.ca_pins\[0\]: must be sha256:<64 hex digits>, the SHA-256 of a CA certificate's SubjectPublicKeyInfo$/,
       ],
     ],
     [
@@ -325,6 +325,17 @@ describe("tbot.yaml: every mistake, with its position", () => {
       GUIDE.replace("type: memory", "type: s3"),
       [
         /^tbot\.yaml:7:3: storage\.type: destination type "s3" is not supported: use directory, memory, kubernetes_secret$/,
+      ],
+    ],
+    [
+      "a near-miss type: did you mean",
+      GUIDE.replace("type: memory", "type: memroy").replace(
+        "join_method: kubernetes",
+        "join_method: kubernets",
+      ),
+      [
+        /^tbot\.yaml:3:3: onboarding\.join_method: "kubernets" is not supported: kube-join agents join with "kubernetes" only \(did you mean "kubernetes"\?\)$/,
+        /^tbot\.yaml:7:3: storage\.type: destination type "memroy" is not supported: use directory, memory, kubernetes_secret \(did you mean "memory"\?\)$/,
       ],
     ],
     [
@@ -432,7 +443,7 @@ describe("tbot.yaml: every mistake, with its position", () => {
     });
   }
 
-  test("all mistakes at once, none hiding another", () => {
+  test("all mistakes at once, top to bottom, none hiding another", () => {
     const problems = problemsOf(`version: v3
 onboarding:
   join_method: iam
@@ -449,9 +460,9 @@ credential_ttl: 5
       problems.map((p) => p.replace(/: .*$/, "")),
       [
         "tbot.yaml:1:1", // version
+        "tbot.yaml:2:1", // no trust anchor is left, once the pin is refused
         "tbot.yaml:3:3", // join_method
         "tbot.yaml:5:13", // the pin
-        "tbot.yaml:2:1", // so no trust anchor is left
         "tbot.yaml:7:12", // storage type
         "tbot.yaml:9:5", // output type
         "tbot.yaml:11:1", // credential_ttl

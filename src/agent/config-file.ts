@@ -6,7 +6,13 @@
  */
 import { ConfigError } from "../errors.ts";
 import { parseDuration } from "../lib/duration.ts";
-import { Diagnostics, FieldReader, isPlainObject } from "../yaml/field-reader.ts";
+import {
+  Diagnostics,
+  FieldReader,
+  didYouMean,
+  inFileOrder,
+  isPlainObject,
+} from "../yaml/field-reader.ts";
 import type { FieldPath } from "../yaml/yaml-source.ts";
 import { parseYamlDocument } from "../yaml/yaml-source.ts";
 import type { DestinationSpec } from "./destinations/open.ts";
@@ -92,8 +98,11 @@ export function readAgentConfig(
   const r = new FieldReader(source, diagnostics);
   const config = readRoot(r, source.value, readTokenFile, provided);
   if (diagnostics.problems.length > 0 || config === undefined) {
+    // Top to bottom, as the admin reads the file.
     throw new ConfigError(
-      diagnostics.problems.length > 0 ? diagnostics.problems : [`${file}: not an agent config`],
+      diagnostics.problems.length > 0
+        ? inFileOrder(diagnostics.problems, [file])
+        : [`${file}: not an agent config`],
     );
   }
   return config;
@@ -230,7 +239,7 @@ function readOnboarding(
   if (method !== undefined && method !== "kubernetes") {
     r.error(
       ["onboarding", "join_method"],
-      `"${method}" is not supported: kube-join agents join with "kubernetes" only`,
+      `"${method}" is not supported: kube-join agents join with "kubernetes" only${didYouMean(method, ["kubernetes"])}`,
     );
   }
   let tokenName: string | undefined;
@@ -285,7 +294,7 @@ function readOutputs(r: FieldReader, path: FieldPath, value: unknown): OutputSpe
     if (type !== undefined && !(OUTPUT_TYPES as readonly string[]).includes(type)) {
       r.error(
         [...at, "type"],
-        `output type "${type}" is not supported: kube-join writes ${OUTPUT_TYPES.map((t) => `"${t}"`).join(", ")}`,
+        `output type "${type}" is not supported: kube-join writes ${OUTPUT_TYPES.map((t) => `"${t}"`).join(", ")}${didYouMean(type, OUTPUT_TYPES)}`,
       );
     }
     if (entry["destination"] === undefined || entry["destination"] === null) {
@@ -318,7 +327,7 @@ function readDestination(
   if (!(DESTINATION_TYPES as string[]).includes(type)) {
     r.error(
       [...path, "type"],
-      `destination type "${type}" is not supported: use ${DESTINATION_TYPES.join(", ")}`,
+      `destination type "${type}" is not supported: use ${DESTINATION_TYPES.join(", ")}${didYouMean(type, DESTINATION_TYPES)}`,
     );
     return undefined;
   }
