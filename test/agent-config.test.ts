@@ -394,6 +394,21 @@ describe("tbot.yaml: every mistake, with its position", () => {
       [/^tbot\.yaml:9:1: outputs: must be a list, got a string$/],
     ],
     [
+      "two destinations writing one place",
+      `${GUIDE}  - type: identity
+    destination: { type: kubernetes_secret, name: identity-output }
+  - type: identity
+    destination: { type: directory, path: /out }
+services:
+  - type: identity
+    destination: { type: directory, path: /out/../out }
+`,
+      [
+        /^tbot\.yaml:15:5: outputs\[1\]\.destination: writes where outputs\[0\]\.destination writes: each destination needs a place of its own$/,
+        /^tbot\.yaml:20:5: services\[0\]\.destination: writes where outputs\[2\]\.destination writes/,
+      ],
+    ],
+    [
       "both certificate_ttl and credential_ttl",
       `${GUIDE}certificate_ttl: 1h\ncredential_ttl: 1h\n`,
       [
@@ -495,6 +510,17 @@ describe("flags and file together: what neither supplies", () => {
           {},
         ),
       /--renew-every \(renewal_interval\): must be shorter than --ttl \(credential_ttl\)/,
+    );
+  });
+
+  test("--output where an output of the file writes is a usage error", () => {
+    const text = GUIDE.replace(
+      "type: kubernetes_secret\n      name: identity-output",
+      "type: directory\n      path: /out",
+    );
+    assert.throws(
+      () => resolveAgentOptions(flags(["--output", "/out/"]), read(text), {}),
+      /--output: an output of the config file writes there too/,
     );
   });
 

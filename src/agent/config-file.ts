@@ -4,6 +4,7 @@
  * other admin YAML here: `file:line:col: path: message`, all of them at once, "did you mean" for a
  * misspelt key. Pure but for reading `onboarding.token` when it names a file.
  */
+import { resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { parseDuration } from "../lib/duration.ts";
 import {
@@ -14,7 +15,7 @@ import {
   isPlainObject,
 } from "../yaml/field-reader.ts";
 import type { FieldPath } from "../yaml/yaml-source.ts";
-import { parseYamlDocument } from "../yaml/yaml-source.ts";
+import { formatFieldPath, parseYamlDocument } from "../yaml/yaml-source.ts";
 import type { DestinationSpec } from "./destinations/open.ts";
 import { OUTPUT_TYPES } from "./outputs/index.ts";
 import type { OutputType } from "./outputs/index.ts";
@@ -142,10 +143,15 @@ function readRoot(
     root["storage"] === undefined || root["storage"] === null
       ? undefined
       : readDestination(r, ["storage"], root["storage"]);
-  const outputs = [
+  const placed = [
     ...readOutputs(r, ["outputs"], root["outputs"]),
     ...readOutputs(r, ["services"], root["services"]),
   ];
+  checkPlaces(r, [
+    ...(storage === undefined ? [] : [{ path: ["storage"], destination: storage }]),
+    ...placed.map((o) => ({ path: o.path, destination: o.spec.destination })),
+  ]);
+  const outputs = placed.map((o) => o.spec);
   const ttlMs = readTtl(r, root);
   const renewEveryMs = readDuration(r, ["renewal_interval"], root["renewal_interval"]);
   if (ttlMs !== undefined && renewEveryMs !== undefined && renewEveryMs >= ttlMs) {
@@ -284,8 +290,45 @@ function readOnboarding(
   return { tokenName, caPath, caPins, tokenPath };
 }
 
-function readOutputs(r: FieldReader, path: FieldPath, value: unknown): OutputSpec[] {
-  const out: OutputSpec[] = [];
+/**
+ * Two destinations writing one place would replace each other's sets in turn (a directory's
+ * `current`, a Secret's keys), so a reader would see the files of one, then the other.
+ */
+function checkPlaces(
+  r: FieldReader,
+  placed: ReadonlyArray<{ path: FieldPath; destination: DestinationSpec }>,
+): void {
+  const place = (d: DestinationSpec): string | undefined => {
+    switch (d.type) {
+      case "directory":
+        return `directory ${resolve(d.path)}`;
+      case "kubernetes_secret":
+        return `secret ${d.namespace ?? "$POD_NAMESPACE"}/${d.name}`;
+      case "memory":
+        return undefined;
+    }
+  };
+  const seen = new Map<string, FieldPath>();
+  for (const { path, destination } of placed) {
+    const key = place(destination);
+    if (key === undefined) continue;
+    const first = seen.get(key);
+    if (first === undefined) seen.set(key, path);
+    else {
+      r.error(
+        path,
+        `writes where ${formatFieldPath(first)} writes: each destination needs a place of its own`,
+      );
+    }
+  }
+}
+
+function readOutputs(
+  r: FieldReader,
+  path: FieldPath,
+  value: unknown,
+): Array<{ spec: OutputSpec; path: FieldPath }> {
+  const out: Array<{ spec: OutputSpec; path: FieldPath }> = [];
   (r.optionalList(path, value) ?? []).forEach((item, i) => {
     const at = [...path, i];
     const entry = r.mapping(at, item, ["type", "destination"]);
@@ -307,7 +350,7 @@ function readOutputs(r: FieldReader, path: FieldPath, value: unknown): OutputSpe
       type !== undefined &&
       (OUTPUT_TYPES as readonly string[]).includes(type)
     ) {
-      out.push({ type: type as OutputType, destination });
+      out.push({ spec: { type: type as OutputType, destination }, path: [...at, "destination"] });
     }
   });
   return out;

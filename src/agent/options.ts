@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parseDuration } from "../lib/duration.ts";
 import type { AgentFileConfig, OutputSpec } from "./config-file.ts";
@@ -191,6 +192,16 @@ export function resolveAgentOptions(
   let storage: DestinationSpec;
   if (flags.output !== undefined || file === undefined) {
     storage = { type: "directory", path: required(flags.output, "--output") };
+    const clash = file?.outputs.find(
+      (o) =>
+        o.destination.type === "directory" &&
+        resolve(o.destination.path) === resolve(storage.type === "directory" ? storage.path : ""),
+    );
+    if (clash !== undefined) {
+      throw new AgentUsageError(
+        "--output: an output of the config file writes there too; each destination needs a place of its own",
+      );
+    }
   } else {
     storage = file.storage ?? { type: "directory", path: TBOT_DEFAULT_STORAGE_DIR };
   }
