@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
-import { createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
+import { generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,11 +21,11 @@ const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 const root = mkdtempSync(join(tmpdir(), "kube-join-ca-certificate-"));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-const KEYS: ReadonlyArray<[string, () => KeyObject]> = [
-  ["ECDSA P-256", () => generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey],
-  ["ECDSA P-384", () => generateKeyPairSync("ec", { namedCurve: "secp384r1" }).privateKey],
-  ["RSA-2048", () => generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey],
-  ["Ed25519", () => generateKeyPairSync("ed25519").privateKey],
+const KEYS: ReadonlyArray<[string, () => { privateKey: KeyObject; publicKey: KeyObject }]> = [
+  ["ECDSA P-256", () => generateKeyPairSync("ec", { namedCurve: "prime256v1" })],
+  ["ECDSA P-384", () => generateKeyPairSync("ec", { namedCurve: "secp384r1" })],
+  ["RSA-2048", () => generateKeyPairSync("rsa", { modulusLength: 2048 })],
+  ["Ed25519", () => generateKeyPairSync("ed25519")],
 ];
 
 function tbsOf(der: Uint8Array): Buffer {
@@ -46,7 +46,7 @@ function opensslExtensions(pem: string): { text: string; extensions: string[] } 
 for (const [keyType, makeKey] of KEYS) {
   for (const name of ["example.com", "Example.COM", "my_cluster"]) {
     test(`CA certificate (${keyType}, ${name}): the same bytes @peculiar/x509 builds`, async () => {
-      const privateKey = makeKey();
+      const { privateKey, publicKey } = makeKey();
       const serial = Buffer.from("4f1e2d3c4b5a69788796a5b4c3d2e1f0", "hex");
       // A validity past 2049 takes GeneralizedTime for notAfter (RFC 5280 4.1.2.5).
       const fields = {
@@ -55,15 +55,18 @@ for (const [keyType, makeKey] of KEYS) {
         notAfter: new Date(Date.UTC(2055, 5, 1, 8, 30, 15)),
         serial,
       };
-      const ours = createCaCertificate({ ...fields, privateKey });
+      const ours = createCaCertificate({ ...fields, privateKey, publicKey });
       const theirs = await peculiarCaCertificate(await importPeculiarCaKeys(privateKey), fields);
       assert.equal(tbsOf(ours).toString("hex"), tbsOf(theirs).toString("hex"));
+      // Without the public half, it is derived from the private key: the same certificate.
+      const derived = createCaCertificate({ ...fields, privateKey });
+      assert.equal(tbsOf(derived).toString("hex"), tbsOf(ours).toString("hex"));
       // RSA PKCS#1 v1.5 and Ed25519 signatures are deterministic: the whole certificate matches.
       if (keyType === "RSA-2048" || keyType === "Ed25519") {
         assert.equal(ours.toString("hex"), theirs.toString("hex"));
       }
       const cert = new X509Certificate(ours);
-      assert.equal(cert.verify(createPublicKey(privateKey)), true);
+      assert.equal(cert.verify(publicKey), true);
       assert.equal(cert.ca, true);
       assert.equal(cert.serialNumber.toLowerCase(), serial.toString("hex"));
     });

@@ -246,7 +246,7 @@ function loadOrCreateTlsCa(
     // One without the other is damage to repair by hand, never a reason to replace a key.
     return loadTlsCa(keyFile, certFile, nowMs);
   }
-  const { privateKey } =
+  const { privateKey, publicKey } =
     algorithm === "rsa-2048"
       ? generateKeyPairSync("rsa", { modulusLength: 2048 })
       : generateKeyPairSync("ec", { namedCurve: "prime256v1" });
@@ -255,6 +255,7 @@ function loadOrCreateTlsCa(
     notBefore: new Date(nowMs - 60_000),
     notAfter: new Date(nowMs + CA_LIFETIME_MS),
     privateKey,
+    publicKey,
   });
   writeNewFileAtomically(
     keyFile,

@@ -198,8 +198,13 @@ export interface CaCertificateFields {
   /** Truncated to whole seconds, as in every certificate. */
   readonly notBefore: Date;
   readonly notAfter: Date;
-  /** The CA's key: its public half goes in, the certificate is signed with it. */
+  /** The CA's key: the certificate is signed with it. */
   readonly privateKey: KeyObject;
+  /**
+   * Its public half, as `generateKeyPairSync` returns it; derived from `privateKey` when absent
+   * (node:crypto's `createPublicKey` of a private key costs a few signatures).
+   */
+  readonly publicKey?: KeyObject;
   /** 16 bytes, top bit clear; random by default (tests pass one to compare certificates). */
   readonly serial?: Buffer;
 }
@@ -237,7 +242,8 @@ export function createCaCertificate(fields: CaCertificateFields): Buffer {
   } else if (serial.length !== 16 || (serial[0] ?? 0x80) & 0x80 || serial[0] === 0) {
     throw new TypeError("serial must be 16 bytes, positive, without a leading zero byte");
   }
-  const spkiDer = createPublicKey(fields.privateKey).export({ type: "spki", format: "der" });
+  const publicKey = fields.publicKey ?? createPublicKey(fields.privateKey);
+  const spkiDer = publicKey.export({ type: "spki", format: "der" });
   const name = sequence(
     set(sequence(OID_ORGANIZATION, directoryString(fields.name))),
     set(sequence(OID_COMMON_NAME, directoryString(fields.name))),
