@@ -198,3 +198,20 @@ test("createCaCertificate refuses a serial that is not 16 positive bytes", () =>
     assert.throws(() => createCaCertificate({ ...base, privateKey, serial }), TypeError);
   }
 });
+
+test("the service loads without a Reflect metadata polyfill", () => {
+  // A process of its own: this one has @peculiar/x509 and the tests' polyfill loaded.
+  const script = [
+    'await import("./src/cli.ts");',
+    'const { loadOrCreateAuthority } = await import("./src/ca/authority.ts");',
+    'const { mkdtempSync } = await import("node:fs");',
+    `await loadOrCreateAuthority({ clusterName: "example.com", dataDir: mkdtempSync(${JSON.stringify(join(root, "no-reflect-"))}) });`,
+    "console.log(typeof Reflect.getMetadata);",
+  ].join("\n");
+  const output = execFileSync(
+    process.execPath,
+    ["--import", "tsx", "--input-type=module", "--eval", script],
+    { cwd: join(import.meta.dirname, ".."), stdio: "pipe" },
+  ).toString();
+  assert.equal(output.trim(), "undefined");
+});
