@@ -1,7 +1,8 @@
 /**
  * Bot certificate issuance against the cost of its bare signature (issue 3's speed target:
- * issuing costs at most 2x the raw node:crypto signature of the same key type and message size).
- * Run alone: `node --import tsx bench/ca.ts`.
+ * issuing costs at most 2x the raw node:crypto signature of the same key type and message size),
+ * and the self-signed CA certificate from der.ts against @peculiar/x509 (issue 12: what a
+ * general ASN.1 library costs). Run alone: `node --import tsx bench/ca.ts`.
  */
 import {
   createPrivateKey,
