@@ -339,6 +339,14 @@ describe("tbot.yaml: every mistake, with its position", () => {
       ],
     ],
     [
+      "a destination written as a bare word",
+      GUIDE.replace("storage:\n  # a memory", "storage: memory\n  # a memory").replace(
+        "storage:\n  type: memory",
+        "storage: memory",
+      ),
+      [/^tbot\.yaml:6:1: storage: must be a mapping such as \{ type: memory \}, got a string$/],
+    ],
+    [
       "a directory storage without a path",
       GUIDE.replace("type: memory", "type: directory"),
       [/^tbot\.yaml:6:1: storage\.path: must be set$/],

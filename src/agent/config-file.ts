@@ -361,6 +361,11 @@ function readDestination(
   path: FieldPath,
   value: unknown,
 ): DestinationSpec | undefined {
+  if (typeof value === "string") {
+    // tbot's v1 wrote `storage: memory` style shorthands; v2 wants the block.
+    r.error(path, `must be a mapping such as { type: ${value} }, got a string`);
+    return undefined;
+  }
   if (!isPlainObject(value)) {
     r.mapping(path, value, []);
     return undefined;
