@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
 import * as fsPromises from "node:fs/promises";
 import { lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync } from "node:fs";
-import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpServer, get as httpGet } from "node:http";
 import { createServer } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -20,7 +20,7 @@ import { DEFAULT_TOKEN_PATH, parseAgentArgs } from "../src/agent/options.ts";
 import type { AgentOptions } from "../src/agent/options.ts";
 import { runAgent } from "../src/agent/run.ts";
 import type { AgentDeps, AgentLogRecord } from "../src/agent/run.ts";
-import { AgentStatus } from "../src/agent/diag.ts";
+import { AgentStatus, startAgentDiag } from "../src/agent/diag.ts";
 import { parseSshCertificate } from "../src/agent/ssh-certificate.ts";
 import type { FileSet } from "../src/agent/destinations/destination.ts";
 import {
@@ -1092,5 +1092,57 @@ describe("the agent's diag status", () => {
     assert.match(text, /^kube_join_agent_joins_total\{result="success"\} 1$/m);
     assert.match(text, /^kube_join_agent_joins_total\{result="failure"\} 1$/m);
     assert.match(text, /^kube_join_agent_identity_expiry_seconds 3599$/m);
+  });
+});
+
+describe("the agent's diag listener", () => {
+  test("answers only GET/HEAD of its three paths; readiness follows the identity", async () => {
+    const status = new AgentStatus();
+    let now = NOW.getTime();
+    const diag = await startAgentDiag({ host: "127.0.0.1", port: 0 }, status, () => now);
+    const base = `http://127.0.0.1:${diag.port}`;
+    try {
+      const ask = async (path: string, init: RequestInit = {}) => {
+        const res = await fetch(`${base}${path}`, init);
+        return { status: res.status, body: await res.text(), allow: res.headers.get("allow") };
+      };
+      assert.deepEqual(await ask("/livez"), { status: 200, body: '{"status":"ok"}', allow: null });
+      assert.equal((await ask("/readyz")).status, 503, "no identity yet");
+      status.observe({ outcome: "success", identityExpires: new Date(now + HOUR).toISOString() });
+      assert.equal((await ask("/readyz?verbose")).status, 200, "a query string is ignored");
+      now += HOUR + 1;
+      assert.equal((await ask("/readyz")).status, 503, "expired");
+      assert.equal((await ask("/livez", { method: "HEAD" })).body, "");
+      const post = await ask("/metrics", { method: "POST", body: "x" });
+      assert.equal(post.status, 405);
+      assert.equal(post.allow, "GET, HEAD");
+      assert.match(post.body, /"code":"method_not_allowed"/);
+      // Raw request targets (fetch would normalise dot segments): only exact paths answer.
+      for (const path of ["/", "/metrics/", "/LIVEZ", "/%2e%2e/livez", "/readyz/../livez", "*"]) {
+        const code = await new Promise<number | undefined>((resolve, reject) => {
+          httpGet({ host: "127.0.0.1", port: diag.port, path }, (res) => {
+            res.resume();
+            resolve(res.statusCode);
+          }).on("error", reject);
+        });
+        assert.equal(code, 404, path);
+      }
+      const metrics = await ask("/metrics");
+      assert.match(metrics.body, /^# TYPE kube_join_agent_joins_total counter$/m);
+    } finally {
+      await diag.close();
+    }
+  });
+
+  test("a port in use is an error at start, not a silent agent without diagnostics", async () => {
+    const first = await startAgentDiag({ host: "127.0.0.1", port: 0 }, new AgentStatus());
+    try {
+      await assert.rejects(
+        startAgentDiag({ host: "127.0.0.1", port: first.port }, new AgentStatus()),
+        (err: NodeJS.ErrnoException) => err.code === "EADDRINUSE",
+      );
+    } finally {
+      await first.close();
+    }
   });
 });
