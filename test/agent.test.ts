@@ -355,6 +355,36 @@ describe("checkJoinResponse and the native output", () => {
     assert.deepEqual(JSON.parse(byName.get("identity.json")!), summary);
   });
 
+  test("only what was checked is written: text around the certificates is not copied", async () => {
+    const key = await generateAgentKey();
+    const good = issue(requestFor(key));
+    const injected =
+      "@cert-authority * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAttackerKeyAttackerKeyAttackerKey";
+    const identity = checkJoinResponse(
+      {
+        ...good,
+        tls_cert: `junk before\n${good.tls_cert}\n${injected}\n`,
+        tls_ca_certs: good.tls_ca_certs.map((pem) => `${pem}\n${injected}\n`),
+        ssh_cert: `${good.ssh_cert.trim()} comment\n${injected}`,
+      },
+      key,
+      NOW,
+    );
+    const clean = checkJoinResponse(good, key, NOW);
+    assert.equal(identity.tlsCert, clean.tlsCert);
+    assert.deepEqual(identity.tlsCaCerts, clean.tlsCaCerts);
+    assert.equal(identity.sshCert, clean.sshCert);
+    assert.match(
+      identity.sshCert,
+      /^ecdsa-sha2-nistp256-cert-v01@openssh\.com [A-Za-z0-9+/]+=*\n$/,
+    );
+    for (const set of [renderNativeFiles(identity), renderIdentityOutput(identity)]) {
+      for (const [name, file] of set) {
+        assert.doesNotMatch(file.contents.toString("utf8"), /Attacker|junk/, name);
+      }
+    }
+  });
+
   test("refuses answers that are not usable with the key this join sent", async () => {
     const key = await generateAgentKey();
     const other = await generateAgentKey();

@@ -113,9 +113,12 @@ export function checkJoinResponse(
     botName: response.bot_name,
     user: response.user,
     expires: response.expires,
-    tlsCert: line(response.tls_cert.trim()),
-    tlsCaCerts: response.tls_ca_certs.map((pem) => line(pem.trim())),
-    sshCert: line(response.ssh_cert.trim()),
+    // Re-encoded from what was parsed and checked, never the server's text as sent: anything
+    // around a PEM block or after the certificate's base64 (a second line, say an injected
+    // `@cert-authority` one) would otherwise be copied into the files, the identity file too.
+    tlsCert: pemOf(cert),
+    tlsCaCerts: cas.map(pemOf),
+    sshCert: `${ssh.keyType} ${response.ssh_cert.trim().split(/\s+/)[1]!}\n`,
     sshCaKeys: response.ssh_ca_keys.map((k) => k.trim()),
     tlsSerial: cert.serialNumber.toLowerCase(),
     sshSerial: ssh.serial.toString(10),
@@ -125,8 +128,9 @@ export function checkJoinResponse(
   };
 }
 
-function line(text: string): string {
-  return text.endsWith("\n") ? text : `${text}\n`;
+function pemOf(cert: X509Certificate): string {
+  const pem = cert.toString();
+  return pem.endsWith("\n") ? pem : `${pem}\n`;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
