@@ -12,7 +12,7 @@
 import type { CertificateAuthority } from "../ca/authority.ts";
 import { resolveCertificateLifetime } from "../ca/lifetime.ts";
 import { parseSshPublicKey, parseTlsPublicKey } from "../ca/public-keys.ts";
-import { JoinError } from "../errors.ts";
+import { INTERNAL_MESSAGE, JoinError } from "../errors.ts";
 import type { ServiceAccountIdentity } from "../jwt/identity.ts";
 import type { KeySet } from "../jwt/keys.ts";
 import { decodeJwtHeader, verifyServiceAccountToken } from "../jwt/verify.ts";
@@ -85,8 +85,6 @@ export interface JoinResult {
     readonly pod: string;
   };
 }
-
-const INTERNAL_MESSAGE = "internal error; the details are in the server log";
 
 /** Per-attempt facts gathered along the pipeline, for the JoinAttempt event. */
 interface Trace {
