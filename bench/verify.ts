@@ -1,7 +1,7 @@
 import { createLocalJWKSet, jwtVerify } from "jose";
-import { VerifiedTokenCache } from "../src/join/verified-token-cache.ts";
 import { parseJwks } from "../src/jwt/keys.ts";
-import { verifyServiceAccountToken } from "../src/jwt/verify.ts";
+import { verifyServiceAccountToken } from "../src/methods/kubernetes/service-account.ts";
+import { VerifiedTokenCache } from "../src/methods/verified-token-cache.ts";
 import {
   generateClusterKey,
   mintServiceAccountToken,

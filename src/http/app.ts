@@ -243,13 +243,6 @@ export function joinResponse(result: JoinResult): Record<string, unknown> {
     ssh_cert: result.sshCert,
     tls_ca_certs: result.tlsCaCerts,
     ssh_ca_keys: result.sshCaKeys,
-    join_attrs: {
-      kubernetes: {
-        subject: result.kubernetes.subject,
-        namespace: result.kubernetes.namespace,
-        service_account: result.kubernetes.serviceAccount,
-        pod: result.kubernetes.pod,
-      },
-    },
+    join_attrs: result.attributes.response,
   };
 }
