@@ -87,7 +87,7 @@ interface Trace extends AuthenticateTrace {
   joinMethod: string;
 }
 
-/** `"kubernetes"`, or `"a" or "b"` once there are more: the methods a token may use here. */
+/** The served methods, quoted, joined by " or ": what a token must use to join here. */
 const SERVED_METHODS = [...JOIN_METHODS.keys()].map((name) => JSON.stringify(name)).join(" or ");
 
 function newTrace(): Trace {
