@@ -16,28 +16,55 @@ export interface KubernetesJoinFacts {
 }
 
 /**
+ * The attributes of one kubernetes join. The certificates' JSON (the one costly rendering) is made
+ * once, in the constructor; the audit and response views are small objects of the same strings,
+ * built when read, so an entry of the verified-token cache stays as small as the identity it
+ * replaces (bench: `mem: RSS with the verified-token cache full`).
+ */
+class KubernetesJoinAttributes implements JoinAttributes, KubernetesJoinFacts {
+  readonly method = KUBERNETES;
+  readonly certificateMember: string;
+
+  constructor(
+    readonly namespace: string,
+    readonly serviceAccount: string,
+    readonly pod: string,
+  ) {
+    this.certificateMember = `"${KUBERNETES}":${JSON.stringify({
+      subject: subjectOf(namespace, serviceAccount),
+      pod: { name: pod },
+      service_account: { name: serviceAccount, namespace },
+    })}`;
+  }
+
+  get audit(): Readonly<Record<string, string>> {
+    return { namespace: this.namespace, service_account: this.serviceAccount, pod: this.pod };
+  }
+
+  get response(): Readonly<Record<string, unknown>> {
+    return {
+      [KUBERNETES]: {
+        subject: subjectOf(this.namespace, this.serviceAccount),
+        namespace: this.namespace,
+        service_account: this.serviceAccount,
+        pod: this.pod,
+      },
+    };
+  }
+}
+
+/**
  * Renders the verified facts for every consumer. The subject is rebuilt from the namespace and
  * name, which verification checked `sub` to equal.
  */
-export function renderKubernetesAttributes(facts: KubernetesJoinFacts): JoinAttributes {
-  const subject = `system:serviceaccount:${facts.namespace}:${facts.serviceAccount}`;
-  return {
-    method: KUBERNETES,
-    audit: { namespace: facts.namespace, service_account: facts.serviceAccount, pod: facts.pod },
-    response: {
-      [KUBERNETES]: {
-        subject,
-        namespace: facts.namespace,
-        service_account: facts.serviceAccount,
-        pod: facts.pod,
-      },
-    },
-    certificateMember: `"${KUBERNETES}":${JSON.stringify({
-      subject,
-      pod: { name: facts.pod },
-      service_account: { name: facts.serviceAccount, namespace: facts.namespace },
-    })}`,
-  };
+export function renderKubernetesAttributes(
+  facts: KubernetesJoinFacts,
+): JoinAttributes & KubernetesJoinFacts {
+  return new KubernetesJoinAttributes(facts.namespace, facts.serviceAccount, facts.pod);
+}
+
+function subjectOf(namespace: string, serviceAccount: string): string {
+  return `system:serviceaccount:${namespace}:${serviceAccount}`;
 }
 
 /**

@@ -23,19 +23,22 @@ import {
   type AllowRule,
   type ServiceAccountMatcher,
 } from "./allow-rules.ts";
-import { KUBERNETES, renderKubernetesAttributes } from "./join-attributes.ts";
+import {
+  KUBERNETES,
+  renderKubernetesAttributes,
+  type KubernetesJoinFacts,
+} from "./join-attributes.ts";
 import { verifyServiceAccountToken, type ServiceAccountIdentity } from "./service-account.ts";
 import { readKubernetesSpec, type KubernetesJoinSpec } from "./spec.ts";
 
 /**
- * What the cache keeps of a verified service-account token: the two names the allow rules match
- * and the rendered attributes (not the whole identity: nothing after verification reads the rest).
+ * What the cache keeps of a verified service-account token: the rendered attributes (whose
+ * namespace and name the allow rules match), not the whole identity: nothing after verification
+ * reads the rest.
  */
 export class VerifiedServiceAccount implements VerifiedProof {
   constructor(
-    readonly namespace: string,
-    readonly serviceAccount: string,
-    readonly attributes: JoinAttributes,
+    readonly attributes: JoinAttributes & KubernetesJoinFacts,
     readonly expiresAt: number,
   ) {}
 }
@@ -46,8 +49,6 @@ export class VerifiedServiceAccount implements VerifiedProof {
  */
 export function toVerifiedServiceAccount(identity: ServiceAccountIdentity): VerifiedServiceAccount {
   return new VerifiedServiceAccount(
-    identity.namespace,
-    identity.serviceAccount,
     renderKubernetesAttributes({
       namespace: identity.namespace,
       serviceAccount: identity.serviceAccount,
@@ -82,7 +83,7 @@ export class KubernetesJoin implements PreparedJoin {
   ): Promise<JoinAttributes> {
     const verified = await this.#verify(jwt, context, trace);
     trace.attributes = verified.attributes;
-    requireAllowedServiceAccount(this.#allowed, verified);
+    requireAllowedServiceAccount(this.#allowed, verified.attributes);
     return verified.attributes;
   }
 
