@@ -522,9 +522,11 @@ describe("the Teleport guide's manifests (deploy/kubernetes/guide/)", () => {
     }
     assert.equal(options.tokenName, "example-bot");
     const token = resources.tokens.get(options.tokenName);
-    assert.ok(token?.kubernetes !== undefined, "the token is in kube-join-config");
+    assert.ok(token !== undefined, "the token is in kube-join-config");
+    const spec = kubernetesSpecOf(token.join);
+    assert.ok(spec !== undefined, "a kubernetes token");
     assert.ok(
-      matchAllowRule(token.kubernetes.allow, {
+      matchAllowRule(spec.allow, {
         namespace: tbot.metadata.namespace ?? "default",
         serviceAccount: pod.serviceAccountName ?? "default",
       }),

@@ -32,13 +32,11 @@ export interface KubernetesJoinAttrsWire {
 }
 
 /**
- * `join_attrs`: per join method, the attributes it verified. An agent must accept methods it does
- * not know (a newer server), so the map is open; `kubernetes` is the one served today.
+ * `join_attrs`: per join method, the attributes it verified, e.g. `{ kubernetes: ... }`
+ * (`KubernetesJoinAttrsWire`). Open, because each join method renders its own block and an agent
+ * must accept methods it does not know (a newer server).
  */
-export interface JoinAttrsWire {
-  readonly kubernetes?: KubernetesJoinAttrsWire;
-  readonly [method: string]: object | undefined;
-}
+export type JoinAttrsWire = Readonly<Record<string, unknown>>;
 
 /** The 200 body: the issued identity, shaped like Teleport's certificates response. */
 export interface JoinResponseWire {
