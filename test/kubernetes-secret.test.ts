@@ -1,6 +1,9 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer, type Server } from "node:https";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -817,3 +820,117 @@ describe("kubernetes_secret destination: configuration checked at start-up", () 
     });
   });
 });
+
+describe(
+  "kubernetes_secret destination: a hostile or broken API server",
+  { skip: openssl.skip },
+  () => {
+    let dir: string;
+    let caPem: string;
+    let respond: (req: IncomingMessage, res: ServerResponse) => void;
+    let hostile: Server;
+    let url: string;
+
+    before(async () => {
+      dir = tempDir("hostile");
+      caPem = writeLoopbackServerCertificate(openssl.path, dir);
+      hostile = createServer(
+        { key: readFileSync(join(dir, "server.key")), cert: caPem },
+        (req, res) => respond(req, res),
+      );
+      await new Promise<void>((resolve) => hostile.listen(0, "127.0.0.1", resolve));
+      url = `https://127.0.0.1:${(hostile.address() as AddressInfo).port}`;
+    });
+    after(async () => {
+      hostile.closeAllConnections();
+      await new Promise((resolve) => hostile.close(resolve));
+    });
+
+    const json =
+      (status: number, body: unknown) => (_req: IncomingMessage, res: ServerResponse) => {
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(typeof body === "string" ? body : JSON.stringify(body));
+      };
+    const secret = (name: string, data: Record<string, unknown>) => ({
+      kind: "Secret",
+      apiVersion: "v1",
+      metadata: { name, namespace: "default", resourceVersion: "7" },
+      type: "Opaque",
+      data,
+    });
+
+    function client(timeoutMs?: number) {
+      const config = writeKubeconfig(dir, url, caPem);
+      return createKubernetesApiClient(
+        resolveKubernetesConnection({ KUBECONFIG: config.path }),
+        timeoutMs === undefined ? {} : { timeoutMs },
+      );
+    }
+    const ref = { namespace: "default", name: NAME };
+
+    const cases: [string, (req: IncomingMessage, res: ServerResponse) => void, RegExp][] = [
+      [
+        "an HTML page with 200",
+        json(200, "<html>login</html>"),
+        /is not a usable Secret: kind is not Secret/,
+      ],
+      [
+        "a Secret whose data is not base64 (the value is not repeated)",
+        json(200, secret(NAME, { tlscert: "LEAK-ME-NOT!" })),
+        /is not a usable Secret: data\.tlscert is not base64$/,
+      ],
+      ["a Secret of another name", json(200, secret("other", {})), /it names another object/],
+      [
+        "a 500 page",
+        json(500, "<html>oops</html>"),
+        /get of Secret default\/identity-output answered 500$/,
+      ],
+      [
+        "429 Too Many Requests with a Status",
+        json(429, { kind: "Status", reason: "TooManyRequests", code: 429 }),
+        /answered 429 TooManyRequests/,
+      ],
+      [
+        "an answer larger than 4 MiB",
+        (_req, res) => {
+          res.writeHead(200, { "content-type": "application/json" });
+          res.end(Buffer.alloc(5 * 1024 * 1024, 0x20));
+        },
+        /answered with more than 4194304 bytes/,
+      ],
+    ];
+    for (const [name, responder, pattern] of cases) {
+      test(`refused with a clear error: ${name}`, async () => {
+        respond = responder;
+        await assert.rejects(getSecret(client(), ref), (err: Error) => {
+          assert.match(err.message, pattern);
+          assert.ok(!err.message.includes("LEAK-ME-NOT"));
+          return true;
+        });
+      });
+    }
+
+    test("an API server that never finishes its answer hits the deadline", async () => {
+      respond = (_req, res) => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write("{");
+      };
+      await assert.rejects(getSecret(client(300), ref), /gave no complete answer within 300 ms/);
+    });
+
+    test("an apply stored other than sent (a mutating webhook) is an error, not a success", async () => {
+      respond = (req, res) =>
+        req.method === "GET"
+          ? json(404, { kind: "Status", reason: "NotFound", code: 404 })(req, res)
+          : json(200, secret(NAME, { tlscert: Buffer.from("rewritten").toString("base64") }))(
+              req,
+              res,
+            );
+      const data = new Map([["tlscert", Buffer.from("original")]]);
+      await assert.rejects(
+        applySecret(client(), ref, { labels: {}, data, resourceVersion: undefined }),
+        /stored Secret default\/identity-output other than applied \(keys changed: tlscert\)/,
+      );
+    });
+  },
+);

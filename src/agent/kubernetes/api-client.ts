@@ -26,7 +26,8 @@ export interface KubernetesApiResponse {
 }
 
 /** Why no HTTP answer came back; the message names the server, never a credential. */
-export type KubernetesTransportFailure = "credentials_unreadable" | "unreachable" | "tls";
+export type KubernetesTransportFailure =
+  "credentials_unreadable" | "unreachable" | "tls" | "oversized";
 
 export class KubernetesTransportError extends Error {
   override readonly name = "KubernetesTransportError";
@@ -198,7 +199,13 @@ function send(
         res.on("data", (chunk: Buffer) => {
           size += chunk.length;
           if (size > MAX_RESPONSE_BYTES) {
-            req.destroy(new Error(`the answer is larger than ${MAX_RESPONSE_BYTES} bytes`));
+            reject(
+              new KubernetesTransportError(
+                "oversized",
+                `the Kubernetes API at ${url.origin} answered with more than ${MAX_RESPONSE_BYTES} bytes`,
+              ),
+            );
+            req.destroy();
             return;
           }
           chunks.push(chunk);
