@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -556,6 +556,17 @@ describe(
       assert.equal(server.requests.slice(before).length, 1);
       writeFileSync(join(serviceAccount, "token"), "rotated-to-an-unknown-token");
       await assert.rejects(getSecret(client, ref), /401 Unauthorized/);
+      rmSync(join(serviceAccount, "token"));
+      await assert.rejects(
+        getSecret(client, ref),
+        new RegExp(`cannot read the bearer token ${serviceAccount}/token: ENOENT`),
+      );
+      writeFileSync(join(serviceAccount, "token"), TOKEN);
+      rmSync(join(serviceAccount, "ca.crt"));
+      await assert.rejects(
+        getSecret(client, ref),
+        new RegExp(`cannot read the cluster CA certificate ${serviceAccount}/ca.crt: ENOENT`),
+      );
     });
 
     test("a client certificate from the kubeconfig authenticates (user = its CN)", async () => {
