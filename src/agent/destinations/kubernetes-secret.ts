@@ -14,10 +14,8 @@ import type { Destination, FileSet, SetFile } from "./destination.ts";
 
 /** What the Secret API accepts as a `data` key (`validation.IsConfigMapKey`). */
 const SECRET_KEY = /^[-._a-zA-Z0-9]{1,253}$/;
-/** A label name: an optional DNS-subdomain prefix and `/`, then at most 63 characters. */
-const LABEL_NAME =
-  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+/** The name part of a label key, and a label value when not empty: at most 63 characters. */
+const LABEL_PART = /^[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 
 /**
  * Builds the destination. Checks the name, namespace, labels and API credentials now, so a
@@ -55,9 +53,9 @@ export function createKubernetesSecretDestination(options: {
     problems.push(`kubernetes_secret ${name}: ${from} "${namespace}" is not a namespace name`);
   }
   for (const [key, value] of Object.entries(labels)) {
-    if (!LABEL_NAME.test(key) || key.length > 317) {
+    if (!isLabelKey(key)) {
       problems.push(`kubernetes_secret ${name}: labels: "${key}" is not a label name`);
-    } else if (typeof value !== "string" || !LABEL_VALUE.test(value)) {
+    } else if (typeof value !== "string" || (value !== "" && !LABEL_PART.test(value))) {
       problems.push(
         `kubernetes_secret ${name}: labels.${key}: "${String(value)}" is not a label value`,
       );
@@ -121,6 +119,13 @@ function asAgentError(description: string, doing: string, err: unknown): AgentEr
   // A bug of ours: the message is ours, never the set's contents.
   const message = err instanceof Error ? err.message : String(err);
   return new AgentError("agent_internal", `${description}: ${doing} the Secret: ${message}`);
+}
+
+/** `name` or `prefix/name`, the prefix a DNS subdomain (`app.kubernetes.io/name`). */
+function isLabelKey(key: string): boolean {
+  const slash = key.lastIndexOf("/");
+  if (slash === -1) return LABEL_PART.test(key);
+  return DNS_SUBDOMAIN.test(key.slice(0, slash)) && LABEL_PART.test(key.slice(slash + 1));
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
