@@ -665,6 +665,16 @@ describe("kubernetes_secret destination: configuration checked at start-up", () 
       /labels: "bad label" is not a label name/,
     ],
     [
+      "a label prefix that is not a DNS subdomain",
+      { labels: { "Example_com/name": "x" } },
+      /labels: "Example_com\/name" is not a label name/,
+    ],
+    [
+      "a label name over 63 characters",
+      { labels: { ["a".repeat(64)]: "x" } },
+      /is not a label name/,
+    ],
+    [
       "a label value that is not one",
       { labels: { app: "-x-" } },
       /labels\.app: "-x-" is not a label value/,
