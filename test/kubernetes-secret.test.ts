@@ -400,6 +400,15 @@ describe(
       assert.deepEqual(server.secret("default", target.name)?.data, base64Of(set));
     });
 
+    test("a Secret deleted between the read and the apply is created by that apply", async () => {
+      const target = destination();
+      await target.write(identitySet("before-race"));
+      server.beforeNext("PATCH", () => server.deleteSecret("default", target.name));
+      const set = identitySet("after-race");
+      await target.write(set);
+      assert.deepEqual(server.secret("default", target.name)?.data, base64Of(set));
+    });
+
     test("403 names the verb, resource, namespace, account and the Role rule that allows it", async () => {
       const target = destination();
       const set = identitySet("forbidden");

@@ -22,8 +22,9 @@ import type { TLSSocket } from "node:tls";
  * - authorization: per user, the verbs get/create/patch on secrets; an apply that creates needs
  *   `create` as well as `patch`, as upstream; a refusal is 403 with the authorizer's message.
  *
- * One choice where the stand-in's authors could not confirm the real server's behaviour: an
- * apply carrying a `resourceVersion` for a Secret that no longer exists is answered 409 Conflict.
+ * An apply carrying a `resourceVersion` for a Secret that does not exist creates it, the
+ * precondition ignored: what the real server does for ConfigMaps and Secrets (their registry
+ * allows create on update), as reported in kubernetes/kubernetes#106745.
  */
 
 export type SecretVerb = "get" | "create" | "patch";
@@ -442,7 +443,8 @@ export class KubeApiServer {
     const creating = stored === undefined;
     if (
       object.resourceVersion !== undefined &&
-      (stored === undefined || stored.resourceVersion !== object.resourceVersion)
+      stored !== undefined &&
+      stored.resourceVersion !== object.resourceVersion
     ) {
       return conflict(res, name);
     }
