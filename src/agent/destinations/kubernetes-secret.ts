@@ -5,13 +5,20 @@
  * downward API); the API credentials come from `KUBECONFIG`, else the pod's service account.
  */
 import { ConfigError } from "../../errors.ts";
-import { DNS_LABEL, DNS_SUBDOMAIN } from "../../methods/kubernetes/names.ts";
 import { AgentError } from "../agent-error.ts";
 import { createKubernetesApiClient } from "../kubernetes/api-client.ts";
 import { resolveKubernetesConnection } from "../kubernetes/environment.ts";
 import { SecretApiError, applySecret, getSecret } from "../kubernetes/secrets.ts";
 import type { Destination, FileSet, SetFile } from "./destination.ts";
 
+/**
+ * RFC 1123 names, as the API server checks them: a namespace is a DNS label, a Secret's name a
+ * DNS subdomain. The same patterns as src/methods/kubernetes/names.ts, kept here because the agent
+ * does not reach into the service's join methods (.dependency-cruiser.cjs).
+ */
+const DNS_LABEL = /^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN =
+  /^(?=.{1,253}$)[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$/;
 /** What the Secret API accepts as a `data` key (`validation.IsConfigMapKey`). */
 const SECRET_KEY = /^[-._a-zA-Z0-9]{1,253}$/;
 /** The name part of a label key, and a label value when not empty: at most 63 characters. */
