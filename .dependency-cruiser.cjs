@@ -83,9 +83,12 @@ module.exports = {
       name: "agent-shares-only-leaves",
       comment:
         "the bot-side client talks HTTP to the service and uses only our leaf modules; its " +
-        "config-file reader is the exception below",
+        "config-file reader and the kubeconfig reader are the exceptions below",
       severity: "error",
-      from: { path: "^src/agent/", pathNot: "^src/agent/config-file\\.ts$" },
+      from: {
+        path: "^src/agent/",
+        pathNot: "^src/agent/(config-file|kubernetes/kubeconfig)\\.ts$",
+      },
       to: { path: "^src/(?!agent/|errors\\.ts$|lib/)" },
     },
     {
@@ -96,6 +99,15 @@ module.exports = {
       severity: "error",
       from: { path: "^src/agent/config-file\\.ts$" },
       to: { path: "^src/(?!agent/|errors\\.ts$|lib/|yaml/)" },
+    },
+    {
+      name: "agent-kubeconfig-reads-yaml-through-our-reader",
+      comment:
+        "a kubeconfig is YAML: the kubernetes_secret destination's reader uses src/yaml's " +
+        "parser (positions in messages, alias limits) rather than a second YAML library",
+      severity: "error",
+      from: { path: "^src/agent/kubernetes/kubeconfig\\.ts$" },
+      to: { path: "^src/(?!agent/|errors\\.ts$|lib/|yaml/yaml-source\\.ts$)" },
     },
     {
       name: "yaml-only-in-resource-loading",
