@@ -13,6 +13,16 @@ import { isLoopbackHost, type ListenAddress, type ServiceConfig } from "../confi
 import { ConfigError } from "../errors.ts";
 import { createJoinApp } from "../http/app.ts";
 import { createDiagApp } from "../http/diag.ts";
+import {
+  caSection,
+  describeCaCertificate,
+  joinCountsSection,
+  readinessSection,
+  reloadSection,
+  resourcesSection,
+  type ReloadRecord,
+  type StatusPage,
+} from "../http/status-page.ts";
 import { RateLimiter } from "../http/rate-limit.ts";
 import { JoinService } from "../join/join.ts";
 import { VerifiedTokenCache } from "../join/verified-token-cache.ts";
@@ -60,7 +70,10 @@ export async function startJoinService(
   const state = new ServiceState();
   const metrics = createMetrics();
   const audit: AuditLog = createAuditLog({ file: config.audit.file, logger: log });
+  const startedAt = new Date(now());
   const cache = new VerifiedTokenCache({ maxEntries: config.cache.maxEntries, now });
+  const rateLimiter = new RateLimiter({ ...config.rateLimit, now });
+  metrics.setCacheCapacity(config.cache.maxEntries);
   const oidc = new OidcKeySource({
     extraCaFile: config.oidc.caFile,
     now,
@@ -73,6 +86,8 @@ export async function startJoinService(
     oidc.keysFor(issuer, kid, allowHttp);
   metrics.onScrape(() => {
     metrics.setCacheEntries(cache.size);
+    metrics.setRateLimiterClients(rateLimiter.clients, rateLimiter.capacity);
+    metrics.setReady(state.ready);
     for (const [issuer, age] of oidc.keySetAges()) metrics.setKeySetAge(issuer, age);
   });
   const onInternalError = (err: unknown, context: { readonly stage: string }): void => {
@@ -92,13 +107,41 @@ export async function startJoinService(
   const app = createJoinApp({
     joins,
     trusted: () => state.authority?.trusted(),
-    rateLimiter: new RateLimiter({ ...config.rateLimit, now }),
+    rateLimiter,
     trustProxy: config.trustProxy,
     onRateLimited: () => metrics.recordRateLimited(),
     onInternalError,
     isShuttingDown: () => shuttingDown,
   });
-  const diagApp = createDiagApp({ metrics, isReady: () => state.ready, logger: log });
+  // The last load or reload of the resources, and the last good one, for the status page.
+  let lastReload: ReloadRecord | undefined;
+  let lastGoodReload: ReloadRecord | undefined;
+  const recordReload = (record: ReloadRecord): void => {
+    lastReload = record;
+    if (record.ok) lastGoodReload = record;
+    metrics.recordReload(record.ok, record.at);
+  };
+  // The page's sections, in order; a new subsystem adds its own here.
+  const status = async (): Promise<StatusPage> => {
+    const at = new Date(now());
+    const notReady: string[] = [];
+    if (state.authority === undefined)
+      notReady.push("The certificate authority is not loaded yet.");
+    if (state.resources === undefined) notReady.push("The resources are not loaded yet.");
+    if (shuttingDown) notReady.push("Shutting down: requests in flight are finishing.");
+    return {
+      title: config.clusterName,
+      now: at,
+      sections: [
+        readinessSection({ ready: state.ready, reasons: notReady, startedAt }, at),
+        reloadSection(lastReload, lastGoodReload, at),
+        joinCountsSection(await metrics.attemptCounts(), startedAt),
+        resourcesSection(state.resources, at),
+        caSection(state.authority?.trusted(), at),
+      ],
+    };
+  };
+  const diagApp = createDiagApp({ metrics, isReady: () => state.ready, logger: log, status });
 
   const tlsFiles = config.tls;
   const joinServer: Server | HttpsServer =
@@ -143,15 +186,19 @@ export async function startJoinService(
       },
     });
     state.setAuthority(authority);
+    const signingCa = authority.trusted().tlsCaCerts[0];
+    if (signingCa !== undefined) {
+      metrics.setCaCertificateExpiry(describeCaCertificate(signingCa).notAfter);
+    }
 
-    const applyResources = (resources: ResourceSet, at: Date): void => {
+    const applyResources = (resources: ResourceSet, at: Date, reason: string): void => {
       state.setResources(resources);
-      metrics.recordReload(true, at);
+      recordReload({ at, ok: true, reason, problems: [] });
       metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
       for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
     };
     const initial = await loadResources(config.resources);
-    applyResources(initial, new Date(now()));
+    applyResources(initial, new Date(now()), "start-up");
 
     const activeReloader = new ResourceReloader({
       paths: config.resources,
@@ -159,7 +206,7 @@ export async function startJoinService(
       onReload: (outcome: ReloadOutcome) => {
         const at = new Date(now());
         if (outcome.ok) {
-          applyResources(outcome.resources, at);
+          applyResources(outcome.resources, at, outcome.reason);
           log.info(
             {
               reason: outcome.reason,
@@ -170,9 +217,10 @@ export async function startJoinService(
           );
           return;
         }
-        metrics.recordReload(false, at);
+        const problems = problemsOf(outcome.error);
+        recordReload({ at, ok: false, reason: outcome.reason, problems });
         log.error(
-          { reason: outcome.reason, problems: problemsOf(outcome.error) },
+          { reason: outcome.reason, problems },
           "resource reload failed; the previous resources keep serving",
         );
       },
