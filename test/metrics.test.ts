@@ -185,6 +185,20 @@ test("capacity, readiness, CA expiry and last-reload gauges for the alerting rul
   assert.equal(sample(await metrics.render(), "kube_join_last_reload_successful"), 1);
 });
 
+test("latency and the key fetches of configured issuers have zero series before any event", async () => {
+  const metrics = createMetrics();
+  metrics.declareOidcIssuers(["https://oidc.example.com"]);
+  const text = await metrics.render();
+  const issuer = 'issuer="https://oidc.example.com"';
+  assert.equal(sample(text, "kube_join_oidc_key_fetches_total", `${issuer},result="success"`), 0);
+  assert.equal(sample(text, "kube_join_oidc_key_fetches_total", `${issuer},result="failure"`), 0);
+  assert.equal(sample(text, "kube_join_attempt_duration_seconds_count", 'result="success"'), 0);
+  assert.equal(sample(text, "kube_join_attempt_duration_seconds_count", 'result="failure"'), 0);
+  metrics.recordKeyFetch("https://oidc.example.com", true);
+  const after = await metrics.render();
+  assert.equal(sample(after, "kube_join_oidc_key_fetches_total", `${issuer},result="success"`), 1);
+});
+
 test("attemptCounts reads the attempts counter back, zero series left out", async () => {
   const metrics = createMetrics();
   assert.deepEqual(await metrics.attemptCounts(), []);

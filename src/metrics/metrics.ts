@@ -29,6 +29,11 @@ export interface Metrics {
   setCacheEntries(n: number): void;
   /** Counts one fetch of an `oidc` token's issuer keys (discovery + JWKS) by result. */
   recordKeyFetch(issuer: string, ok: boolean): void;
+  /**
+   * Creates the (zero) key-fetch series of every issuer the loaded `oidc` tokens name, so the first
+   * fetch of a new issuer already shows in `increase()` (a series born at 1 shows no increase).
+   */
+  declareOidcIssuers(issuers: Iterable<string>): void;
   /** The age of the key set kube-join holds for an `oidc` issuer. */
   setKeySetAge(issuer: string, seconds: number): void;
   /**
@@ -195,6 +200,7 @@ export function createMetrics(): Metrics {
   for (const type of ["tls", "ssh"]) certificates.inc({ type }, 0);
   for (const result of ["hit", "miss"]) cacheLookups.inc({ result }, 0);
   for (const result of ["success", "failure"]) reloads.inc({ result }, 0);
+  for (const result of ["success", "failure"]) duration.zero({ result });
   for (const kind of ["bot", "token"]) resources.set({ kind }, 0);
   cacheEntries.set(0);
   rateLimited.inc(0);
@@ -242,6 +248,11 @@ export function createMetrics(): Metrics {
     },
     recordKeyFetch(issuer, ok) {
       keyFetches.inc({ issuer, result: ok ? "success" : "failure" });
+    },
+    declareOidcIssuers(issuers) {
+      for (const issuer of issuers) {
+        for (const result of ["success", "failure"]) keyFetches.inc({ issuer, result }, 0);
+      }
     },
     setKeySetAge(issuer, seconds) {
       keySetAge.set({ issuer }, seconds);

@@ -195,6 +195,11 @@ export async function startJoinService(
       state.setResources(resources);
       recordReload({ at, ok: true, reason, problems: [] });
       metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
+      metrics.declareOidcIssuers(
+        [...resources.tokens.values()].flatMap((t) =>
+          t.kubernetes?.type === "oidc" ? [t.kubernetes.issuer] : [],
+        ),
+      );
       for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
     };
     const initial = await loadResources(config.resources);
