@@ -97,6 +97,8 @@ ul{margin:4px 0;padding-left:20px}
 `;
 
 const STYLE_HASH = createHash("sha256").update(STYLE).digest("base64");
+/** Built outside any template, so no formatter can add whitespace inside it and break the hash. */
+const STYLE_ELEMENT = new SafeHtml(`<style>${STYLE}</style>`);
 
 /**
  * The page's Content-Security-Policy: nothing may load or run, except the page's own `<style>`
@@ -138,9 +140,7 @@ export function renderStatusPage(page: StatusPage): string {
         <meta name="viewport" content="width=device-width,initial-scale=1" />
         <meta name="referrer" content="no-referrer" />
         <title>kube-join status: ${page.title}</title>
-        <style>
-          ${new SafeHtml(STYLE)}
-        </style>
+        ${STYLE_ELEMENT}
       </head>
       <body>
         <header>
