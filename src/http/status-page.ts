@@ -80,6 +80,7 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color
 header{background:#1d2430;color:#fff;padding:12px 24px}
 header h1{font-size:18px;margin:0}
 header p{margin:2px 0 0;color:#b8c2d1;font-size:12px}
+header a{color:#9cc3ff;margin-right:10px}
 main{padding:16px 24px;display:grid;gap:16px;max-width:1200px}
 section{background:#fff;border:1px solid #d6dce5;border-radius:6px;padding:12px 16px}
 h2{font-size:15px;margin:0 0 8px;padding-left:8px;border-left:4px solid #8a94a6}
@@ -87,7 +88,8 @@ h2.ok{border-color:#2e9d53}h2.warn{border-color:#d99a00}h2.bad{border-color:#d23
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e6eaf0;vertical-align:top}
 th{color:#5b6576;font-weight:600}
-code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break-all}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;overflow-wrap:anywhere}
+td ul{list-style:none;padding-left:0;margin:0}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:600;font-size:12px}
 .ok .badge,.badge.ok{background:#dff3e6;color:#1d6b39}
 .badge.warn{background:#fdf0cc;color:#7a5600}
