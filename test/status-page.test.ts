@@ -295,3 +295,30 @@ test("without a status source, / is not_found as before; a failing one is a gene
   assert.ok(!res.text.includes("secret detail"));
   assert.equal(logged.length, 1);
 });
+
+test("hostile requests to the status routes: nothing reflected, the usual errors", async (t) => {
+  const { page: status } = await page();
+  const app = createDiagApp({
+    metrics: createMetrics(),
+    isReady: () => true,
+    status: async () => status,
+  });
+  const cases: { name: string; path: string; method?: "put" | "delete"; status: number }[] = [
+    { name: "markup in the query string", path: `/?q=${encodeURIComponent(HOSTILE)}`, status: 200 },
+    { name: "markup in a fragment-like query", path: "/status?%3Cscript%3E=1", status: 200 },
+    { name: "a path below the page", path: "/status/%3Cscript%3E", status: 404 },
+    { name: "a traversal attempt", path: "/%2e%2e/%2e%2e/etc/passwd", status: 404 },
+    { name: "PUT", path: "/status", method: "put", status: 405 },
+    { name: "DELETE", path: "/", method: "delete", status: 405 },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, async () => {
+      const req = request(app);
+      const res = await (c.method === undefined ? req.get(c.path) : req[c.method](c.path));
+      assert.equal(res.status, c.status);
+      assert.ok(!res.text.includes("<script"), "nothing from the request is reflected as markup");
+      assert.ok(!res.text.includes("%3Cscript"), "nothing from the request is reflected");
+      if (c.status !== 200) assert.match(res.headers["content-type"] ?? "", /^application\/json/);
+    });
+  }
+});
