@@ -67,6 +67,8 @@ export interface AlertGroup {
 export const REFUSAL_RATIO_THRESHOLD = 0.25;
 /** Below this many attempts per second a high refusal ratio is noise (one in 20 s). */
 export const REFUSAL_MIN_RATE = 0.05;
+/** Requests per second refused with `rate_limited` that are more than a client's bad day. */
+export const RATE_LIMITED_THRESHOLD = 1;
 /** Cache or limiter table this full (entries / capacity) is saturated. */
 export const SATURATION_THRESHOLD = 0.9;
 const DAY = 86_400;
@@ -325,6 +327,34 @@ sum by (job, instance, issuer) (increase(kube_join_oidc_key_fetches_total{result
             input: [
               { series: `kube_join_rate_limiter_clients{${T}}`, values: "12x30" },
               { series: `kube_join_rate_limiter_clients_capacity{${T}}`, values: "65536x30" },
+            ],
+            at: "20m",
+            fires: [],
+          },
+        ],
+      },
+      {
+        alert: "KubeJoinRateLimiting",
+        expr: `sum by (job, instance) (rate(kube_join_rate_limited_requests_total[5m])) > ${RATE_LIMITED_THRESHOLD}`,
+        for: "10m",
+        severity: "warning",
+        summary:
+          "kube-join {{ $labels.instance }} refuses over one request per second with rate_limited.",
+        description:
+          "For 10 minutes {{ $labels.instance }} has answered more than one request per second with 429 rate_limited. " +
+          "Either a client loops (an agent with a broken config retrying, a scanner) or legitimate load outgrew rate_limit.average and rate_limit.burst. " +
+          "Rate-limited requests are not audited; find the client in the access path (proxy or load-balancer logs) and fix or block it, or raise the limits in the config.",
+        cases: [
+          {
+            name: "5 refusals a second for 20 minutes",
+            input: [{ series: `kube_join_rate_limited_requests_total{${T}}`, values: "0+300x30" }],
+            at: "20m",
+            fires: [replica0],
+          },
+          {
+            name: "a short burst",
+            input: [
+              { series: `kube_join_rate_limited_requests_total{${T}}`, values: "0x5 500x25" },
             ],
             at: "20m",
             fires: [],
