@@ -176,6 +176,10 @@ test(
     assert.match(resources, /nfp-Efj8ZiyIA48WtTtxnTZleEsECW0RwX29akLACic RSA/);
     assert.match(resources, /ci-runner\s+example\s+kubernetes\s+oidc\s+ci-\*:runner/);
     assert.match(resources, /2099-01-01T00:00:00Z \(in \d+ d\)/);
+    assert.match(
+      resources,
+      /from https:\/\/oidc\.eks\.example\.com\/id\/STATUS \(discovery; not fetched yet\)/,
+    );
 
     // The CA as the join listener publishes it: same fingerprint and expiry on the page.
     const ca = (await (await fetch(`${service.baseUrl}/v1/ca`)).json()) as Record<string, unknown>;

@@ -172,7 +172,7 @@ test("the page shows readiness, the reload and its problems, joins, bots, tokens
     "<code>default:tbot</code>",
     "<code>ci-*:runner-?</code>",
     "<code>kid-static-1</code> RSA",
-    "from <code>https://oidc.eks.example.com/id/ABC</code> (discovery)",
+    "from <code>https://oidc.eks.example.com/id/ABC</code> (discovery; not fetched yet)",
     "2026-03-01T00:00:00Z (in 58 d)",
     '<span class="badge bad">expired</span> 2025-01-01T00:00:00Z',
     "<code>/etc/kube-join/resources.yaml:14</code>",
@@ -183,6 +183,14 @@ test("the page shows readiness, the reload and its problems, joins, bots, tokens
   for (const fragment of expected) assert.ok(text.includes(fragment), `missing: ${fragment}`);
   assert.ok(!text.includes("<script"), "no markup from a problem message survives");
   assert.ok(!text.includes("<img"), "no markup from a problem message survives");
+});
+
+test("an oidc token shows how old the key set fetched from its issuer is", () => {
+  const issuer = "https://oidc.eks.example.com/id/ABC";
+  const section = resourcesSection(resources, NOW, new Map([[issuer, 180]]));
+  assert.ok(
+    flat(section.body.toString()).includes(`${issuer}</code> (discovery; fetched 3 min ago)`),
+  );
 });
 
 test("the CA section gives fingerprints that match the certificate and the SSH key", async () => {

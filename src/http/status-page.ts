@@ -253,7 +253,15 @@ export function reloadSection(
   };
 }
 
-export function resourcesSection(resources: ResourceSet | undefined, now: Date): StatusSection {
+/**
+ * `oidcKeyAges`: seconds since each `oidc` issuer's key set was fetched (issuers never fetched
+ * are absent), as `OidcKeySource.keySetAges()` gives them.
+ */
+export function resourcesSection(
+  resources: ResourceSet | undefined,
+  now: Date,
+  oidcKeyAges: ReadonlyMap<string, number> = new Map(),
+): StatusSection {
   if (resources === undefined) {
     return {
       id: "resources",
@@ -297,7 +305,7 @@ export function resourcesSection(resources: ResourceSet | undefined, now: Date):
           </tr>
         </thead>
         <tbody>
-          ${tokens.map((t) => tokenRow(t, now))}
+          ${tokens.map((t) => tokenRow(t, now, oidcKeyAges))}
         </tbody>
       </table>
       ${
@@ -321,7 +329,7 @@ function botRow(bot: Bot): SafeHtml {
   </tr> `;
 }
 
-function tokenRow(token: JoinToken, now: Date): SafeHtml {
+function tokenRow(token: JoinToken, now: Date, oidcKeyAges: ReadonlyMap<string, number>): SafeHtml {
   const spec = token.kubernetes;
   const type = spec === undefined ? "" : spec.type;
   const allow =
@@ -336,7 +344,9 @@ function tokenRow(token: JoinToken, now: Date): SafeHtml {
       ${spec.keySet.keys.map((k) => html`<li><code>${k.kid === undefined || k.kid === "" ? "(no kid)" : k.kid}</code> ${k.kty}</li>`)}
     </ul>`;
   } else if (spec?.type === "oidc") {
-    keys = html`from <code>${spec.issuer}</code> (discovery)`;
+    const age = oidcKeyAges.get(spec.issuer);
+    const fetched = age === undefined ? "not fetched yet" : `fetched ${duration(age * 1000)} ago`;
+    keys = html`from <code>${spec.issuer}</code> (discovery; ${fetched})`;
   }
   let expires: SafeHtml | string = "never";
   if (token.expiresAt !== undefined) {

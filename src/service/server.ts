@@ -174,7 +174,7 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
         readinessSection({ ready: state.ready, reasons: notReady, startedAt }, at),
         reloadSection(lastReload, lastGoodReload, at),
         joinCountsSection(await metrics.attemptCounts(), startedAt),
-        resourcesSection(state.resources, at),
+        resourcesSection(state.resources, at, new Map(oidc.keySetAges())),
         caSection(state.authority?.trusted(), at),
       ],
     };
