@@ -172,14 +172,16 @@ test(
     const resources = await section("resources");
     assert.match(resources, /Bots \(1\) and tokens \(2\)/);
     assert.match(resources, /example\s+access\s+root/);
-    assert.match(resources, /example-bot\s+example\s+kubernetes\s+static_jwks\s+default:tbot/);
-    assert.match(resources, /nfp-Efj8ZiyIA48WtTtxnTZleEsECW0RwX29akLACic RSA/);
-    assert.match(resources, /ci-runner\s+example\s+kubernetes\s+oidc\s+ci-\*:runner/);
-    assert.match(resources, /2099-01-01T00:00:00Z \(in \d+ d\)/);
     assert.match(
       resources,
-      /from https:\/\/oidc\.eks\.example\.com\/id\/STATUS \(discovery; not fetched yet\)/,
+      /example-bot\s+example\s+Bot\s+join_method: kubernetes, type: static_jwks\s+key: nfp-Efj8ZiyIA48WtTtxnTZleEsECW0RwX29akLACic \(RSA, RS256\)\s+allow: default:tbot/,
     );
+    assert.match(
+      resources,
+      /ci-runner\s+example\s+Bot\s+join_method: kubernetes, type: oidc\s+issuer: https:\/\/oidc\.eks\.example\.com\/id\/STATUS\s+allow: namespace ci-\*, name runner \(glob\)/,
+    );
+    assert.match(resources, /2099-01-01T00:00:00Z \(in \d+ d\)/);
+    assert.doesNotMatch(resources, /OIDC issuer/, "no issuer's keys were fetched yet");
 
     // The CA as the join listener publishes it: same fingerprint and expiry on the page.
     const ca = (await (await fetch(`${service.baseUrl}/v1/ca`)).json()) as Record<string, unknown>;
@@ -243,7 +245,10 @@ test(
     assert.match(reload, /cause: file change: ci-token\.yaml/);
     assert.match(reload, /Last good load: \S+Z .*start-up/);
     assert.match(reload, /ci-token\.yaml:8:\d+: spec\.bot_name: names no loaded bot "exmaple"/);
-    assert.match(await section("resources"), /ci-runner\s+example\s+kubernetes\s+oidc/);
+    assert.match(
+      await section("resources"),
+      /ci-runner\s+example\s+Bot\s+join_method: kubernetes, type: oidc/,
+    );
     assert.match(await section("readiness"), /ready/);
     await page.screenshot({ path: join(tmp, "status-page-reload-failed.png"), fullPage: true });
   },

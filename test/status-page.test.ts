@@ -118,7 +118,7 @@ async function page(): Promise<{ page: StatusPage; text: string; caKeyPem: strin
       tokenName: "example-bot",
       botName: "example",
       joinMethod: "kubernetes",
-      attrs: { namespace: "default", serviceAccount: "tbot", pod: "tbot-1" },
+      attrs: undefined,
       cache: "miss",
       durationSeconds: 0.002,
       outcome: { ok: false, code: "token_not_found", message: "no" },
@@ -169,10 +169,13 @@ test("the page shows readiness, the reload and its problems, joins, bots, tokens
     `/etc/kube-join/bot.yaml:7:3: spec.bot_name: names no loaded bot &quot;${escapeHtml(HOSTILE).replaceAll("&quot;", "&quot;")}`,
     "<code>token_not_found</code></td><td>1</td>",
     "<td>example</td><td>access</td><td>root, ubuntu</td><td>12 h</td>",
-    "<code>default:tbot</code>",
-    "<code>ci-*:runner-?</code>",
-    "<code>kid-static-1</code> RSA",
-    "from <code>https://oidc.eks.example.com/id/ABC</code> (discovery; not fetched yet)",
+    "<td>example-bot</td><td>example</td><td>Bot</td>",
+    "<code>join_method: kubernetes, type: static_jwks</code>",
+    "<code>key: kid-static-1 (RSA, RS256)</code>",
+    "<code>allow: default:tbot</code>",
+    "<code>join_method: kubernetes, type: oidc</code>",
+    "<code>issuer: https://oidc.eks.example.com/id/ABC</code>",
+    "<code>allow: namespace ci-*, name runner-? (glob)</code>",
     "2026-03-01T00:00:00Z (in 58 d)",
     '<span class="badge bad">expired</span> 2025-01-01T00:00:00Z',
     "<code>/etc/kube-join/resources.yaml:14</code>",
@@ -185,11 +188,11 @@ test("the page shows readiness, the reload and its problems, joins, bots, tokens
   assert.ok(!text.includes("<img"), "no markup from a problem message survives");
 });
 
-test("an oidc token shows how old the key set fetched from its issuer is", () => {
+test("the key sets fetched from OIDC issuers are listed with their age", () => {
   const issuer = "https://oidc.eks.example.com/id/ABC";
   const section = resourcesSection(resources, NOW, new Map([[issuer, 180]]));
   assert.ok(
-    flat(section.body.toString()).includes(`${issuer}</code> (discovery; fetched 3 min ago)`),
+    flat(section.body.toString()).includes(`<td><code>${issuer}</code></td><td>3 min ago</td>`),
   );
 });
 

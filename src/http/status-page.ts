@@ -17,7 +17,7 @@
  */
 import { createHash, X509Certificate } from "node:crypto";
 import type { AttemptCount } from "../metrics/metrics.ts";
-import type { AllowRule, Bot, JoinToken, ResourceSet } from "../resources/types.ts";
+import type { Bot, JoinToken, ResourceSet } from "../resources/types.ts";
 
 /** A fragment of markup that is safe to insert as is (built by `html`). */
 export class SafeHtml {
@@ -254,8 +254,10 @@ export function reloadSection(
 }
 
 /**
- * `oidcKeyAges`: seconds since each `oidc` issuer's key set was fetched (issuers never fetched
- * are absent), as `OidcKeySource.keySetAges()` gives them.
+ * Bots and tokens. A token's join settings are the lines its join method writes for `kube-join
+ * check` (`PreparedJoin.describe()`: type, key ids, issuer, allow rules; never a key), so the page
+ * names no method. `oidcKeyAges`: seconds since the key set of each OIDC issuer was fetched, as
+ * `OidcKeySource.keySetAges()` gives them; issuers never fetched are absent.
  */
 export function resourcesSection(
   resources: ResourceSet | undefined,
@@ -273,6 +275,7 @@ export function resourcesSection(
   const bots = [...resources.bots.values()].sort(byName);
   const tokens = [...resources.tokens.values()].sort(byName);
   const expired = tokens.filter((t) => t.expiresAt !== undefined && t.expiresAt <= now.getTime());
+  const keyAges = [...oidcKeyAges].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return {
     id: "resources",
     title: `Bots (${bots.length}) and tokens (${tokens.length})`,
@@ -296,18 +299,37 @@ export function resourcesSection(
           <tr>
             <th>Token</th>
             <th>Bot</th>
-            <th>Join method</th>
-            <th>Type</th>
-            <th>Allow</th>
-            <th>Key ids</th>
+            <th>Roles</th>
+            <th>Join settings (method, type, key ids, issuer, allow rules)</th>
             <th>Expires</th>
             <th>Defined at</th>
           </tr>
         </thead>
         <tbody>
-          ${tokens.map((t) => tokenRow(t, now, oidcKeyAges))}
+          ${tokens.map((t) => tokenRow(t, now))}
         </tbody>
       </table>
+      ${
+        keyAges.length > 0
+          ? html`<table>
+              <thead>
+                <tr>
+                  <th>OIDC issuer</th>
+                  <th>Key set fetched</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${keyAges.map(
+                  ([issuer, age]) =>
+                    html`<tr>
+                      <td><code>${issuer}</code></td>
+                      <td>${duration(age * 1000)} ago</td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>`
+          : ""
+      }
       ${
         resources.warnings.length > 0
           ? html`<p>Warnings:</p>
@@ -329,25 +351,11 @@ function botRow(bot: Bot): SafeHtml {
   </tr> `;
 }
 
-function tokenRow(token: JoinToken, now: Date, oidcKeyAges: ReadonlyMap<string, number>): SafeHtml {
-  const spec = token.kubernetes;
-  const type = spec === undefined ? "" : spec.type;
-  const allow =
-    spec === undefined
-      ? ""
-      : html`<ul>
-          ${spec.allow.map((r) => html`<li><code>${allowRule(r)}</code></li>`)}
-        </ul>`;
-  let keys: SafeHtml | string = "";
-  if (spec?.type === "static_jwks") {
-    keys = html`<ul>
-      ${spec.keySet.keys.map((k) => html`<li><code>${k.kid === undefined || k.kid === "" ? "(no kid)" : k.kid}</code> ${k.kty}</li>`)}
-    </ul>`;
-  } else if (spec?.type === "oidc") {
-    const age = oidcKeyAges.get(spec.issuer);
-    const fetched = age === undefined ? "not fetched yet" : `fetched ${duration(age * 1000)} ago`;
-    keys = html`from <code>${spec.issuer}</code> (discovery; ${fetched})`;
-  }
+function tokenRow(token: JoinToken, now: Date): SafeHtml {
+  const settings =
+    token.join === undefined
+      ? [`join_method: ${token.joinMethod} (not served here: joins get join_method_mismatch)`]
+      : token.join.describe();
   let expires: SafeHtml | string = "never";
   if (token.expiresAt !== undefined) {
     const at = new Date(token.expiresAt);
@@ -359,19 +367,15 @@ function tokenRow(token: JoinToken, now: Date, oidcKeyAges: ReadonlyMap<string, 
   return html`<tr>
     <td>${token.name}</td>
     <td>${token.botName ?? ""}</td>
-    <td>${token.joinMethod}</td>
-    <td>${type}</td>
-    <td>${allow}</td>
-    <td>${keys}</td>
+    <td>${token.roles.join(", ")}</td>
+    <td>
+      <ul>
+        ${settings.map((line) => html`<li><code>${line}</code></li>`)}
+      </ul>
+    </td>
     <td>${expires}</td>
     <td><code>${token.source.file}:${token.source.line}</code></td>
   </tr> `;
-}
-
-function allowRule(rule: AllowRule): string {
-  return rule.kind === "exact"
-    ? `${rule.namespace}:${rule.name}`
-    : `${rule.namespaceGlob}:${rule.nameGlob}`;
 }
 
 /** What relying parties trust, as `CertificateAuthority.trusted()` returns it: active CA first. */

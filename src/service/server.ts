@@ -25,9 +25,11 @@ import {
 } from "../http/status-page.ts";
 import { RateLimiter } from "../http/rate-limit.ts";
 import { JoinService } from "../join/join.ts";
-import { VerifiedTokenCache } from "../join/verified-token-cache.ts";
-import { OidcKeySource } from "../jwt/oidc.ts";
+import { OidcKeySource, type OidcKeyLookup } from "../jwt/oidc.ts";
 import type { Logger } from "../log.ts";
+import type { VerifiedProof } from "../methods/join-method.ts";
+import { kubernetesSpecOf } from "../methods/kubernetes/method.ts";
+import { VerifiedTokenCache } from "../methods/verified-token-cache.ts";
 import { createMetrics, type Metrics } from "../metrics/metrics.ts";
 import { loadResources } from "../resources/load.ts";
 import type { ResourceSet } from "../resources/types.ts";
@@ -109,7 +111,7 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
   const metrics = createMetrics();
   const audit: AuditLog = createAuditLog({ file: config.audit.file, logger: log });
   const startedAt = new Date(now());
-  const cache = new VerifiedTokenCache({ maxEntries: config.cache.maxEntries, now });
+  const cache = new VerifiedTokenCache<VerifiedProof>({ maxEntries: config.cache.maxEntries, now });
   const rateLimiter = new RateLimiter({ ...config.rateLimit, now });
   metrics.setCacheCapacity(config.cache.maxEntries);
   const oidc = new OidcKeySource({
@@ -120,8 +122,7 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
       if (!ok) log.warn({ issuer, error }, "fetching an oidc issuer's keys failed");
     },
   });
-  const oidcKeys = (issuer: string, kid: string | undefined, allowHttp: boolean) =>
-    oidc.keysFor(issuer, kid, allowHttp);
+  const oidcKeys: OidcKeyLookup = (issuer, kid) => oidc.keysForIssuer(issuer, kid);
   metrics.onScrape(() => {
     metrics.setCacheEntries(cache.size);
     metrics.setRateLimiterClients(rateLimiter.clients, rateLimiter.capacity);
@@ -260,9 +261,10 @@ async function loadAndWatch(
     parts.recordReload({ at, ok: true, reason, problems: [] });
     metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
     metrics.declareOidcIssuers(
-      [...resources.tokens.values()].flatMap((t) =>
-        t.kubernetes?.type === "oidc" ? [t.kubernetes.issuer] : [],
-      ),
+      [...resources.tokens.values()].flatMap((t) => {
+        const spec = kubernetesSpecOf(t.join);
+        return spec?.type === "oidc" ? [spec.issuer] : [];
+      }),
     );
     for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
   };
