@@ -45,7 +45,7 @@ test("a minimal config gets every default, with paths resolved against the confi
   assert.deepEqual(config.certs, { defaultTtlMs: 3_600_000, maxTtlMs: 86_400_000 });
   assert.deepEqual(config.rateLimit, { average: 120, periodMs: 60_000, burst: 480 });
   assert.deepEqual(config.cache, { maxEntries: 100_000 });
-  assert.deepEqual(config.audit, { file: undefined });
+  assert.deepEqual(config.audit, { file: undefined, onFailure: "refuse" });
   assert.equal(config.logLevel, "info");
   assert.equal(config.shutdownTimeoutMs, 10_000);
 });
@@ -100,7 +100,7 @@ shutdown_timeout: 2s
   assert.deepEqual(config.certs, { defaultTtlMs: 1_800_000, maxTtlMs: 43_200_000 });
   assert.deepEqual(config.rateLimit, { average: 60, periodMs: 30_000, burst: 100 });
   assert.deepEqual(config.cache, { maxEntries: 5000 });
-  assert.deepEqual(config.audit, { file: "/etc/kube-join/audit.log" });
+  assert.deepEqual(config.audit, { file: "/etc/kube-join/audit.log", onFailure: "refuse" });
   assert.equal(config.logLevel, "debug");
   assert.equal(config.shutdownTimeoutMs, 2000);
 });
@@ -203,6 +203,11 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
       expected: [
         "kube-join.yaml:3:1: ca: tls_key_file, tls_cert_file and ssh_key_file go together",
       ],
+    },
+    {
+      name: "audit failure policy",
+      text: `${OK}audit: {on_failure: ignore}\n`,
+      expected: ["kube-join.yaml:3:9: audit.on_failure: must be one of: refuse, continue"],
     },
     {
       name: "CA key type",

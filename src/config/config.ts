@@ -18,6 +18,9 @@ import {
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+export const AUDIT_FAILURE_POLICIES = ["refuse", "continue"] as const;
+export type AuditFailurePolicy = (typeof AUDIT_FAILURE_POLICIES)[number];
+
 export const TLS_KEY_TYPES = ["ecdsa-p256", "rsa-2048"] as const;
 export type TlsKeyType = (typeof TLS_KEY_TYPES)[number];
 
@@ -60,8 +63,8 @@ export interface ServiceConfig {
     readonly burst: number;
   };
   readonly cache: { readonly maxEntries: number };
-  /** Audit log file; undefined writes the audit lines to stdout. */
-  readonly audit: { readonly file: string | undefined };
+  /** Audit log file (undefined: stdout), and what a join gets when its line cannot be written. */
+  readonly audit: { readonly file: string | undefined; readonly onFailure: AuditFailurePolicy };
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
 }
@@ -269,8 +272,11 @@ class Reader {
     );
 
     const auditBlock = this.#object(["audit"], root["audit"]) ?? {};
-    this.#known(["audit"], auditBlock, ["file"]);
+    this.#known(["audit"], auditBlock, ["file", "on_failure"]);
     const auditFile = this.#path(["audit", "file"], auditBlock["file"]);
+    const auditOnFailure =
+      this.#enum(["audit", "on_failure"], auditBlock["on_failure"], AUDIT_FAILURE_POLICIES) ??
+      "refuse";
 
     const listenAddr = this.#address(
       ["listen_addr"],
@@ -307,7 +313,7 @@ class Reader {
       oidc: { caFile: oidcCaFile },
       rateLimit: { average: average ?? 120, periodMs: periodMs ?? 60_000, burst: burst ?? 480 },
       cache: { maxEntries: maxEntries ?? CONFIG_DEFAULTS.cacheMaxEntries },
-      audit: { file: auditFile },
+      audit: { file: auditFile, onFailure: auditOnFailure },
       logLevel,
       shutdownTimeoutMs: shutdownTimeoutMs ?? 10_000,
     };

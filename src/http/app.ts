@@ -118,9 +118,15 @@ async function serveJoin(
     res.end(json);
   } catch (err) {
     const joinError = asJoinError(deps, err);
+    if (joinError.code === "audit_unavailable") {
+      res.setHeader("Retry-After", String(AUDIT_RETRY_AFTER_SECONDS));
+    }
     sendError(res, joinError.code, joinError.message);
   }
 }
+
+/** A full disk is rarely freed in less: the audit trail probes itself every second meanwhile. */
+export const AUDIT_RETRY_AFTER_SECONDS = 5;
 
 function asJoinError(deps: JoinAppDeps, err: unknown): JoinError {
   if (err instanceof JoinError) return err;

@@ -29,6 +29,10 @@ export interface Metrics {
   setCacheEntries(n: number): void;
   /** Counts one fetch of an `oidc` token's issuer keys (discovery + JWKS) by result. */
   recordKeyFetch(issuer: string, ok: boolean): void;
+  /** Counts audit lines that could not be written. */
+  recordAuditWriteFailures(lines: number): void;
+  /** Whether the audit trail can be written now. */
+  setAuditSinkHealthy(healthy: boolean): void;
   /** The age of the key set kube-join holds for an `oidc` issuer. */
   setKeySetAge(issuer: string, seconds: number): void;
   /**
@@ -137,6 +141,17 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const auditFailures = new Counter({
+    name: `${PREFIX}audit_write_failures_total`,
+    help: "Audit lines that could not be written (their joins were refused unless audit.on_failure is continue).",
+    registers: [registry],
+  });
+  const auditHealthy = new Gauge({
+    name: `${PREFIX}audit_sink_healthy`,
+    help: "1 while the audit trail can be written, 0 while it fails (the service is then not ready).",
+    registers: [registry],
+  });
+
   // Series that exist from the start, so `rate()` and alerts see a zero instead of nothing.
   attempts.inc({ result: "success", code: SUCCESS_CODE }, 0);
   for (const code of ERROR_CODES) attempts.inc({ result: "failure", code }, 0);
@@ -146,6 +161,8 @@ export function createMetrics(): Metrics {
   for (const kind of ["bot", "token"]) resources.set({ kind }, 0);
   cacheEntries.set(0);
   rateLimited.inc(0);
+  auditFailures.inc(0);
+  auditHealthy.set(1);
 
   const scrapeHooks: Array<() => void> = [];
 
@@ -188,6 +205,12 @@ export function createMetrics(): Metrics {
     },
     recordKeyFetch(issuer, ok) {
       keyFetches.inc({ issuer, result: ok ? "success" : "failure" });
+    },
+    recordAuditWriteFailures(lines) {
+      auditFailures.inc(lines);
+    },
+    setAuditSinkHealthy(healthy) {
+      auditHealthy.set(healthy ? 1 : 0);
     },
     setKeySetAge(issuer, seconds) {
       keySetAge.set({ issuer }, seconds);

@@ -7,7 +7,7 @@ import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { createSecureContext } from "node:tls";
-import { createAuditLog, type AuditLog } from "../audit/audit.ts";
+import { openAuditTrail } from "../audit/audit.ts";
 import { loadOrCreateAuthority } from "../ca/authority.ts";
 import { isLoopbackHost, type ListenAddress, type ServiceConfig } from "../config/config.ts";
 import { ConfigError } from "../errors.ts";
@@ -59,7 +59,22 @@ export async function startJoinService(
   const now = options.now ?? Date.now;
   const state = new ServiceState();
   const metrics = createMetrics();
-  const audit: AuditLog = createAuditLog({ file: config.audit.file, logger: log });
+  // Opened first: a path that cannot be opened stops the start (audit.on_failure: refuse) before
+  // any port is bound or any CA key is made.
+  const audit = await openAuditTrail({
+    file: config.audit.file,
+    onFailure: config.audit.onFailure,
+    logger: log,
+    onWriteFailures: (lines) => metrics.recordAuditWriteFailures(lines),
+    onHealthChange: (healthy) => metrics.setAuditSinkHealthy(healthy),
+  });
+  metrics.setAuditSinkHealthy(audit.healthy);
+  if (!audit.healthy) {
+    log.warn(
+      { file: config.audit.file },
+      "audit.on_failure is continue: serving without an audit trail until the file can be opened; not ready meanwhile",
+    );
+  }
   const cache = new VerifiedTokenCache({ maxEntries: config.cache.maxEntries, now });
   const oidc = new OidcKeySource({
     extraCaFile: config.oidc.caFile,
@@ -85,7 +100,8 @@ export async function startJoinService(
     now,
     cache,
     oidcKeys,
-    listeners: [metrics.onJoin, audit.onJoin],
+    listeners: [metrics.onJoin],
+    auditTrail: audit,
     onInternalError,
   });
   let shuttingDown = false;
@@ -98,7 +114,15 @@ export async function startJoinService(
     onInternalError,
     isShuttingDown: () => shuttingDown,
   });
-  const diagApp = createDiagApp({ metrics, isReady: () => state.ready, logger: log });
+  const diagApp = createDiagApp({
+    metrics,
+    isReady: () => state.ready && audit.healthy,
+    notReadyMessage: () =>
+      state.ready
+        ? "The audit trail cannot be written."
+        : "Resources or the certificate authority are not loaded yet.",
+    logger: log,
+  });
 
   const tlsFiles = config.tls;
   const joinServer: Server | HttpsServer =
@@ -199,6 +223,7 @@ export async function startJoinService(
       state,
       metrics,
       async reload(reason) {
+        await audit.checkFile();
         if (tlsFiles !== undefined && "setSecureContext" in joinServer) {
           try {
             joinServer.setSecureContext(readTlsFiles(tlsFiles));
