@@ -6,6 +6,8 @@
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { Agent, request as httpRequest } from "node:http";
+import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -165,6 +167,216 @@ test("an audit path that cannot be opened stops the start; with continue, not re
       "/readyz once the directory exists",
     );
   } finally {
+    assert.deepEqual(await svc.stop(), { code: 0, signal: null });
+  }
+});
+
+interface RawOutcome {
+  /** Everything the server sent. */
+  readonly received: string;
+  /** Bytes of body the client got to send before the server stopped it. */
+  readonly sentBytes: number;
+  /** Milliseconds from connect until the server closed the connection. */
+  readonly closedAfterMs: number;
+}
+
+/**
+ * A hostile client on a raw socket: sends `head`, then pushes body bytes as fast as the server
+ * takes them (`flood`) or one byte every `trickleMs`, until the server closes the connection.
+ */
+function rawClient(
+  baseUrl: string,
+  head: string,
+  body: { flood: true } | { trickleMs: number; bytes?: Buffer },
+): Promise<RawOutcome> {
+  const url = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname);
+    const started = Date.now();
+    let received = "";
+    let sentBytes = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const guard = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the server kept the connection open for 40 s; got ${received}`));
+    }, 40_000);
+    socket.on("connect", () => {
+      socket.write(head);
+      if ("flood" in body) {
+        const chunk = Buffer.alloc(1 << 20, 0x61);
+        const pump = (): void => {
+          while (!socket.destroyed && sentBytes < 8e9) {
+            sentBytes += chunk.length;
+            if (!socket.write(chunk)) return;
+          }
+        };
+        socket.on("drain", pump);
+        pump();
+      } else {
+        const bytes = body.bytes ?? Buffer.from("a");
+        let i = 0;
+        timer = setInterval(() => {
+          if (socket.destroyed) return;
+          socket.write(bytes.subarray(i % bytes.length, (i % bytes.length) + 1));
+          sentBytes += 1;
+          i += 1;
+        }, body.trickleMs);
+      }
+    });
+    socket.on("data", (d: Buffer) => (received += d.toString("latin1")));
+    socket.on("error", () => {}); // EPIPE/ECONNRESET once the server closed: expected
+    socket.on("close", () => {
+      clearTimeout(guard);
+      clearInterval(timer);
+      resolve({ received, sentBytes, closedAfterMs: Date.now() - started });
+    });
+  });
+}
+
+function responses(received: string): string[] {
+  return received.match(/HTTP\/1\.1 \d{3}/g) ?? [];
+}
+
+test("a request refused before its body is read closes the connection: the upload is not read on", async () => {
+  const svc = await startService({
+    configYaml: `${DEFAULT_CONFIG_YAML}rate_limit: {average: 5, burst: 5, period: 1h}\n`,
+  });
+  try {
+    const huge = "Content-Length: 100000000000\r\n";
+    const cases: Array<{ name: string; head: string; status: string }> = [
+      {
+        name: "415 wrong media type",
+        head: `POST /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n${huge}\r\n`,
+        status: "HTTP/1.1 415",
+      },
+      {
+        name: "413 declared too large",
+        head: `POST /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${huge}\r\n`,
+        status: "HTTP/1.1 413",
+      },
+      {
+        name: "413 streamed past the limit",
+        head: `POST /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n40000000\r\n`,
+        status: "HTTP/1.1 413",
+      },
+      {
+        name: "404 unknown path",
+        head: `POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${huge}\r\n`,
+        status: "HTTP/1.1 404",
+      },
+      {
+        name: "405 wrong method",
+        head: `PUT /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${huge}\r\n`,
+        status: "HTTP/1.1 405",
+      },
+      {
+        name: "429 rate limited (the bucket of five is spent by the cases above)",
+        head: `POST /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${huge}\r\n`,
+        status: "HTTP/1.1 429",
+      },
+    ];
+    for (const c of cases) {
+      const outcome = await rawClient(svc.baseUrl, c.head, { flood: true });
+      const answers = responses(outcome.received);
+      assert.equal(answers.length, 1, `${c.name}: exactly one response, got ${answers.join(", ")}`);
+      assert.ok(outcome.received.startsWith(c.status), `${c.name}: ${outcome.received}`);
+      assert.match(outcome.received, /\r\nConnection: close\r\n/i, c.name);
+      // Socket buffers on loopback hold a few MiB; before the fix a client pushed GBs.
+      assert.ok(
+        outcome.closedAfterMs < 10_000,
+        `${c.name}: closed after ${outcome.closedAfterMs} ms`,
+      );
+      assert.ok(
+        outcome.sentBytes < 256 * 1024 * 1024,
+        `${c.name}: the server read ${outcome.sentBytes} bytes after refusing`,
+      );
+    }
+  } finally {
+    assert.deepEqual(await svc.stop(), { code: 0, signal: null });
+  }
+});
+
+test("slow headers and slow bodies are cut at the configured deadlines, within about a second", async () => {
+  const svc = await startService({
+    configYaml: `${DEFAULT_CONFIG_YAML}headers_timeout: 2s\nrequest_timeout: 4s\n`,
+  });
+  try {
+    const [slowHeaders, slowBody] = await Promise.all([
+      rawClient(svc.baseUrl, "POST /v1/join HTTP/1.1\r\nHost: x\r\nX-Slow: ", { trickleMs: 200 }),
+      rawClient(
+        svc.baseUrl,
+        "POST /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+        { trickleMs: 200, bytes: Buffer.from('{"token":"') },
+      ),
+    ]);
+    // Node checks the deadlines every connectionsCheckingInterval (1 s here, 30 s by default).
+    assert.ok(
+      slowHeaders.closedAfterMs >= 1900 && slowHeaders.closedAfterMs < 3500,
+      `slow headers cut after ${slowHeaders.closedAfterMs} ms (deadline 2 s)`,
+    );
+    assert.ok(
+      slowBody.closedAfterMs >= 3900 && slowBody.closedAfterMs < 5500,
+      `slow body cut after ${slowBody.closedAfterMs} ms (deadline 4 s)`,
+    );
+    for (const outcome of [slowHeaders, slowBody]) {
+      assert.ok(responses(outcome.received).length <= 1, outcome.received);
+    }
+  } finally {
+    assert.deepEqual(await svc.stop(), { code: 0, signal: null });
+  }
+});
+
+test("the connection cap refuses new connections cheaply; an open keep-alive client goes on", async () => {
+  const svc = await startService({ configYaml: `${DEFAULT_CONFIG_YAML}max_connections: 8\n` });
+  const url = new URL(svc.baseUrl);
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const keepAliveJoin = (): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const body = joinRequestBody({ token: "example-bot", idToken: demoJwt(), keys });
+      const req = httpRequest(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: "/v1/join",
+          method: "POST",
+          agent,
+          headers: {
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body),
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+  const idle: Socket[] = [];
+  try {
+    assert.equal(await keepAliveJoin(), 200);
+    // Seven more connections that send nothing fill the cap of eight.
+    for (let i = 0; i < 7; i += 1) {
+      const socket = connect(Number(url.port), url.hostname);
+      socket.on("error", () => {});
+      await new Promise((resolve) => socket.once("connect", resolve));
+      idle.push(socket);
+    }
+    // Let the server accept them all before the ninth arrives.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const ninth = await rawClient(svc.baseUrl, "GET /v1/ca HTTP/1.1\r\nHost: x\r\n\r\n", {
+      trickleMs: 1000,
+    });
+    assert.equal(ninth.received, "", "a connection over the cap gets no answer");
+    assert.ok(ninth.closedAfterMs < 1000, `closed after ${ninth.closedAfterMs} ms`);
+    assert.equal(await keepAliveJoin(), 200, "the established keep-alive client still joins");
+    for (const socket of idle) socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal((await join_(svc.baseUrl)).status, 200, "below the cap again");
+  } finally {
+    for (const socket of idle) socket.destroy();
+    agent.destroy();
     assert.deepEqual(await svc.stop(), { code: 0, signal: null });
   }
 });

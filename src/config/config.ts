@@ -67,6 +67,11 @@ export interface ServiceConfig {
   readonly audit: { readonly file: string | undefined; readonly onFailure: AuditFailurePolicy };
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
+  /** Open connections the join listener accepts at once; more are closed at accept. */
+  readonly maxConnections: number;
+  /** Time a client has for its request headers, and for the whole request. */
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
 }
 
 const MAX_SHUTDOWN_TIMEOUT_MS = 10 * 60_000;
@@ -83,6 +88,9 @@ export const CONFIG_DEFAULTS = {
   cacheMaxEntries: 100_000,
   logLevel: "info",
   shutdownTimeout: "10s",
+  maxConnections: 512,
+  headersTimeout: "10s",
+  requestTimeout: "30s",
 } as const;
 
 /** Reads and validates a config file. @throws ConfigError with every problem found. */
@@ -155,6 +163,9 @@ class Reader {
       "audit",
       "log_level",
       "shutdown_timeout",
+      "max_connections",
+      "headers_timeout",
+      "request_timeout",
     ]);
 
     const clusterName = this.#string(["cluster_name"], root["cluster_name"]);
@@ -299,6 +310,33 @@ class Reader {
       this.#problem(["shutdown_timeout"], "must be at most 10m");
     }
 
+    const maxConnections = this.#positiveInt(
+      ["max_connections"],
+      root["max_connections"],
+      CONFIG_DEFAULTS.maxConnections,
+    );
+    const headersTimeoutMs = this.#duration(
+      ["headers_timeout"],
+      root["headers_timeout"],
+      CONFIG_DEFAULTS.headersTimeout,
+    );
+    const requestTimeoutMs = this.#duration(
+      ["request_timeout"],
+      root["request_timeout"],
+      CONFIG_DEFAULTS.requestTimeout,
+    );
+    if (headersTimeoutMs !== undefined && headersTimeoutMs < 1000) {
+      this.#problem(["headers_timeout"], "must be at least 1s");
+    }
+    if (
+      headersTimeoutMs !== undefined &&
+      requestTimeoutMs !== undefined &&
+      requestTimeoutMs < headersTimeoutMs
+    ) {
+      // node:http refuses a request timeout shorter than the headers timeout.
+      this.#problem(["request_timeout"], "must not be shorter than headers_timeout");
+    }
+
     return {
       file,
       clusterName: clusterName ?? "",
@@ -316,6 +354,9 @@ class Reader {
       audit: { file: auditFile, onFailure: auditOnFailure },
       logLevel,
       shutdownTimeoutMs: shutdownTimeoutMs ?? 10_000,
+      maxConnections: maxConnections ?? CONFIG_DEFAULTS.maxConnections,
+      headersTimeoutMs: headersTimeoutMs ?? 10_000,
+      requestTimeoutMs: requestTimeoutMs ?? 30_000,
     };
   }
 

@@ -24,9 +24,10 @@ import type { ResourceSet } from "../resources/types.ts";
 import { ResourceReloader, type ReloadOutcome } from "./reloader.ts";
 import { ServiceState } from "./state.ts";
 
-/** Time allowed for a request's headers, and for the whole request, on both listeners. */
-export const HEADERS_TIMEOUT_MS = 10_000;
-export const REQUEST_TIMEOUT_MS = 30_000;
+/** How often node:http enforces the two deadlines above. */
+export const CONNECTIONS_CHECKING_INTERVAL_MS = 1_000;
+/** Prometheus and the kubelet's probes need a handful. */
+const DIAG_MAX_CONNECTIONS = 64;
 
 export interface RunningService {
   /** `http(s)://host:port` of the join listener (the real port when 0 was configured). */
@@ -125,16 +126,26 @@ export async function startJoinService(
   });
 
   const tlsFiles = config.tls;
+  // A join is milliseconds of work on a body of at most 64 KiB: a client that dribbles its
+  // headers or body (slowloris) is cut off long before Node's 60 s / 300 s defaults. Node checks
+  // these deadlines every `connectionsCheckingInterval` (30 s by default, which let a 10 s
+  // deadline run to 39 s): once a second keeps them to within about a second.
+  const timeouts = {
+    headersTimeout: config.headersTimeoutMs,
+    requestTimeout: config.requestTimeoutMs,
+    connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
+  };
   const joinServer: Server | HttpsServer =
-    tlsFiles === undefined ? createHttpServer(app) : createHttpsServer(readTlsFiles(tlsFiles), app);
-  const diagServer = createHttpServer(diagApp);
+    tlsFiles === undefined
+      ? createHttpServer(timeouts, app)
+      : createHttpsServer({ ...timeouts, ...readTlsFiles(tlsFiles) }, app);
+  const diagServer = createHttpServer(timeouts, diagApp);
   const servers = [joinServer, diagServer];
-  for (const server of servers) {
-    // A join is milliseconds of work on a body of at most 64 KiB: a client that dribbles its
-    // headers or body (slowloris) is cut off long before Node's 60 s / 300 s defaults.
-    server.headersTimeout = HEADERS_TIMEOUT_MS;
-    server.requestTimeout = REQUEST_TIMEOUT_MS;
-  }
+  // At the cap, node:http closes a new connection right after accepting it (cheap), while the
+  // connections already open, keep-alive clients among them, go on; file descriptors are kept for
+  // the audit file, the CA and resource reloads.
+  joinServer.maxConnections = config.maxConnections;
+  diagServer.maxConnections = DIAG_MAX_CONNECTIONS;
 
   const closeAll = async (): Promise<void> => {
     for (const server of servers) server.closeAllConnections();
