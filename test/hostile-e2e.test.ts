@@ -380,3 +380,60 @@ test("the connection cap refuses new connections cheaply; an open keep-alive cli
     assert.deepEqual(await svc.stop(), { code: 0, signal: null });
   }
 });
+
+test("signals during the drain are ignored: every request in flight is answered with Connection: close, exit 0", async () => {
+  const svc = await startService();
+  const url = new URL(svc.baseUrl);
+  const body = Buffer.from(joinRequestBody({ token: "example-bot", idToken: demoJwt(), keys }));
+  const agent = new Agent({ keepAlive: true });
+  // Five joins whose bodies are half sent when the signals arrive: in flight for certain.
+  const inFlight = Array.from({ length: 5 }, () => {
+    let finish: () => void = () => undefined;
+    let sent: () => void = () => undefined;
+    const onWire = new Promise<void>((resolve) => (sent = resolve));
+    const done = new Promise<{ status: number; connection: string | undefined }>(
+      (resolve, reject) => {
+        const req = httpRequest(
+          {
+            host: url.hostname,
+            port: url.port,
+            path: "/v1/join",
+            method: "POST",
+            agent,
+            headers: { "content-type": "application/json", "content-length": body.length },
+          },
+          (res) => {
+            res.resume();
+            res.on("end", () =>
+              resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }),
+            );
+          },
+        );
+        req.on("error", reject);
+        req.write(body.subarray(0, 100), () => sent());
+        finish = () => req.end(body.subarray(100));
+      },
+    );
+    return { done, onWire, finish: () => finish() };
+  });
+  await Promise.all(inFlight.map((r) => r.onWire));
+  // A round trip on another connection: the server has accepted the five by now.
+  assert.equal((await fetch(`${svc.baseUrl}/v1/ca`)).status, 200);
+  svc.child.kill("SIGTERM");
+  await svc.waitForLog((l) => l["msg"] === "shutting down: finishing requests in flight");
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+    svc.child.kill(signal);
+    await svc.waitForLog(
+      (l) =>
+        l["msg"] === "signal during shutdown: ignored, the drain goes on" && l["signal"] === signal,
+    );
+  }
+  for (const r of inFlight) r.finish();
+  const results = await Promise.all(inFlight.map((r) => r.done));
+  agent.destroy();
+  for (const r of results) {
+    assert.equal(r.status, 200);
+    assert.equal(r.connection, "close");
+  }
+  assert.deepEqual(await svc.exited(), { code: 0, signal: null });
+});
