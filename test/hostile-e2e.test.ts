@@ -4,7 +4,7 @@
  * clients, the connection cap, signals during the drain, and a first start killed mid-way.
  */
 import { strict as assert } from "node:assert";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { Agent, request as httpRequest } from "node:http";
 import { connect, type Socket } from "node:net";
@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { DEMO_KEY_FILE, signDemoToken } from "../src/commands/demo-token.ts";
 import {
+  CLI,
   DEFAULT_CONFIG_YAML,
   DEMO_CLUSTER,
   ensureBuilt,
@@ -436,4 +437,37 @@ test("signals during the drain are ignored: every request in flight is answered 
     assert.equal(r.connection, "close");
   }
   assert.deepEqual(await svc.exited(), { code: 0, signal: null });
+});
+
+test("SIGTERM while the first start writes the CA: it stops cleanly, exit 0, the next start is ready", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "kube-join-hostile-"));
+  writeFileSync(join(dir, "config.yaml"), DEFAULT_CONFIG_YAML);
+  const child = spawn(process.execPath, [CLI, "serve", "--config", join(dir, "config.yaml")], {
+    cwd: dir,
+    // Each step of writing the CA files sleeps 300 ms: a wide window for the signal.
+    env: { ...process.env, KUBE_JOIN_TEST_WRITE_STEP_DELAY_MS: "300" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal })),
+  );
+  // The staging directory appears once the CA is being written.
+  await eventually(
+    async () =>
+      (spawnSync("ls", ["-a", join(dir, "data")]).stdout?.toString() ?? "").includes(
+        ".kube-join-new.",
+      ),
+    "the CA files to be staged",
+  );
+  child.kill("SIGTERM");
+  assert.deepEqual(await exited, { code: 0, signal: null }, stderr);
+  assert.match(stderr, /stop requested during start-up/);
+  const svc = await startService({ dir, configYaml: DEFAULT_CONFIG_YAML });
+  try {
+    assert.equal((await join_(svc.baseUrl)).status, 200);
+  } finally {
+    assert.deepEqual(await svc.stop(), { code: 0, signal: null });
+  }
 });
