@@ -8,6 +8,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { benchCertificates } from "./ca.ts";
 import { floorRows, measureFloors } from "./floors.ts";
+import { benchSoak } from "./hostile.ts";
 import { benchHttp } from "./http.ts";
 import { round, type BenchRow } from "./measure.ts";
 import { benchVerification } from "./verify.ts";
@@ -45,8 +46,8 @@ function print(rows: readonly BenchRow[]): void {
 }
 
 // `npm run bench -- http memory` runs only the named sections (floors, verification, ca, http,
-// memory) and leaves bench/results.json alone; without names, everything runs and it is written.
-const SECTIONS = ["floors", "verification", "ca", "http", "memory"] as const;
+// memory, soak) and leaves bench/results.json alone; without names, everything runs and it is written.
+const SECTIONS = ["floors", "verification", "ca", "http", "memory", "soak"] as const;
 const only = process.argv.slice(2);
 for (const name of only) {
   if (!(SECTIONS as readonly string[]).includes(name)) {
@@ -78,6 +79,7 @@ await step("verification", "verification", () => verification!.rows);
 await step("ca", "certificate issuance", () => benchCertificates());
 await step("http", "HTTP end to end", () => benchHttp());
 await step("memory", "memory", () => memoryRows());
+await step("soak", "soak and refusals (hostile load)", () => benchSoak());
 if (only.length > 0) process.exit(0);
 
 writeFileSync(
