@@ -48,6 +48,9 @@ test("a minimal config gets every default, with paths resolved against the confi
   assert.deepEqual(config.audit, { file: undefined, onFailure: "refuse" });
   assert.equal(config.logLevel, "info");
   assert.equal(config.shutdownTimeoutMs, 10_000);
+  assert.equal(config.maxConnections, 512);
+  assert.equal(config.headersTimeoutMs, 10_000);
+  assert.equal(config.requestTimeoutMs, 30_000);
 });
 
 test("every key is read", () => {
@@ -203,6 +206,19 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
       expected: [
         "kube-join.yaml:3:1: ca: tls_key_file, tls_cert_file and ssh_key_file go together",
       ],
+    },
+    {
+      name: "connection limits",
+      text: `${OK}headers_timeout: 500ms\nmax_connections: 0\n`,
+      expected: [
+        "kube-join.yaml:4:1: max_connections: must be a whole number of at least 1",
+        "kube-join.yaml:3:1: headers_timeout: must be at least 1s",
+      ],
+    },
+    {
+      name: "request timeout shorter than the headers timeout",
+      text: `${OK}headers_timeout: 20s\nrequest_timeout: 10s\n`,
+      expected: ["kube-join.yaml:4:1: request_timeout: must not be shorter than headers_timeout"],
     },
     {
       name: "audit failure policy",
