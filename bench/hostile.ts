@@ -6,7 +6,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
-import { generateClusterKey } from "../test/support/jwt.ts";
+import {
+  generateClusterKey,
+  jwksOf,
+  mintServiceAccountToken,
+  serviceAccountClaims,
+} from "../test/support/jwt.ts";
+import { joinRequestBody, newBotPublicKeys } from "../test/support/join-request.ts";
 import { makeBodies, startKubeJoin } from "./http.ts";
 import { round, type BenchRow } from "./measure.ts";
 import { cpuSeconds, rssMiB } from "./processes.ts";
@@ -172,6 +178,100 @@ export async function benchSoak(): Promise<BenchRow[]> {
           2,
         ),
         unit: "x",
+      },
+    ];
+  } finally {
+    await server.process.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const JWKS_KEYS = 50;
+const AMPLIFICATION_ROUNDS = 5;
+const AMPLIFICATION_ROUND_SECONDS = 2;
+
+/**
+ * CPU per request of a JWT with a bad signature against a token whose JWKS holds 50 RSA keys: one
+ * that names no kid (kube < 1.16; every key of its type may be tried, up to the bound) next to one
+ * that names its kid (one key tried), in alternating rounds against one server.
+ */
+export async function benchAmplification(): Promise<BenchRow[]> {
+  const dir = mkdtempSync(join(tmpdir(), "kube-join-bench-amp-"));
+  process.stderr.write(`bench: amplification: generating ${JWKS_KEYS} RSA keys...\n`);
+  const keys = Array.from({ length: JWKS_KEYS }, () => generateClusterKey("RS256"));
+  const signer = keys[JWKS_KEYS - 1]!;
+  const server = await startKubeJoin(dir, { ...signer, jwks: jwksOf(...keys) }, false);
+  try {
+    const pid = server.process.child.pid!;
+    const bot = await newBotPublicKeys();
+    const body = (kid: boolean): string => {
+      const jwt = mintServiceAccountToken(
+        signer,
+        serviceAccountClaims({ audience: "bench.example.com", issuedAtMs: Date.now() }),
+        kid ? {} : { kid: undefined },
+      );
+      // Break the signature (its last full byte), not the structure.
+      const at = jwt.length - 3;
+      const broken = jwt.slice(0, at) + (jwt[at] === "A" ? "B" : "A") + jwt.slice(at + 1);
+      return joinRequestBody({ token: "bench-bot", role: "Bot", idToken: broken, keys: bot });
+    };
+    const kidless = Array.from({ length: 4000 }, () => body(false));
+    const named = Array.from({ length: 4000 }, () => body(true));
+    const totals = { kidless: { cpu: 0, n: 0, other: 0 }, named: { cpu: 0, n: 0, other: 0 } };
+    const fireRound = async (bodies: readonly string[], total: typeof totals.named) => {
+      let next = 0;
+      const before = cpuSeconds(pid);
+      const result = await autocannon({
+        url: `${server.url}/v1/join`,
+        connections: CONNECTIONS,
+        duration: AMPLIFICATION_ROUND_SECONDS,
+        requests: [
+          {
+            method: "POST",
+            path: "/v1/join",
+            headers: { "content-type": "application/json" },
+            setupRequest: (req) => ({ ...req, body: bodies[next++ % bodies.length]! }),
+          },
+        ],
+      });
+      total.cpu += cpuSeconds(pid) - before;
+      const codes = result.statusCodeStats ?? {};
+      total.n += codes["401"]?.count ?? 0;
+      total.other +=
+        result["2xx"] +
+        result.errors +
+        result.timeouts +
+        Object.entries(codes)
+          .filter(([s]) => s !== "401")
+          .reduce((n, [, c]) => n + c.count, 0);
+    };
+    await fireRound(kidless, { cpu: 0, n: 0, other: 0 }); // warm-up
+    await fireRound(named, { cpu: 0, n: 0, other: 0 });
+    for (let round = 0; round < AMPLIFICATION_ROUNDS; round++) {
+      await fireRound(kidless, totals.kidless);
+      await fireRound(named, totals.named);
+    }
+    const perRequest = (t: { cpu: number; n: number }) => (t.cpu * 1000) / Math.max(1, t.n);
+    return [
+      {
+        name: `amplification: CPU per bad-signature JWT, no kid, ${JWKS_KEYS}-key JWKS`,
+        value: round(perRequest(totals.kidless), 3),
+        unit: "ms",
+      },
+      {
+        name: `amplification:   the same JWT naming its kid`,
+        value: round(perRequest(totals.named), 3),
+        unit: "ms",
+      },
+      {
+        name: "ratio: no kid / kid (target within 1.5)",
+        value: round(perRequest(totals.kidless) / perRequest(totals.named)),
+        unit: "x",
+      },
+      {
+        name: "amplification:   answers other than 401 (expect 0)",
+        value: totals.kidless.other + totals.named.other,
+        unit: "count",
       },
     ];
   } finally {
