@@ -11,6 +11,14 @@ module.exports = {
       to: { path: "^src/(?!errors\\.ts$)" },
     },
     {
+      name: "yaml-reader-imports-only-leaves",
+      comment:
+        "src/yaml/ (the one reader of config, resources and the agent's config) sits below all of them: only errors, src/lib/ and the yaml package",
+      severity: "error",
+      from: { path: "^src/yaml/" },
+      to: { path: "^src/(?!errors\\.ts$|lib/|yaml/)|node_modules/(?!yaml/)" },
+    },
+    {
       name: "core-has-no-io-shell",
       comment: "jwt, rules, ca, resources never reach up into join, http, metrics, audit or wiring",
       severity: "error",
@@ -37,6 +45,14 @@ module.exports = {
       severity: "error",
       from: { path: "^src/" },
       to: { path: "node_modules/jose" },
+    },
+    {
+      name: "peculiar-x509-is-a-dev-dependency",
+      comment:
+        "the tests' ASN.1 oracle; the service builds its certificates from src/ca/der.ts (docs/ca.md)",
+      severity: "error",
+      from: { path: "^src/" },
+      to: { path: "node_modules/@peculiar/" },
     },
     {
       name: "agent-shares-only-leaves",

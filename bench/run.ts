@@ -11,6 +11,7 @@ import { floorRows, measureFloors } from "./floors.ts";
 import { benchAmplification, benchSoak } from "./hostile.ts";
 import { benchHttp } from "./http.ts";
 import { round, type BenchRow } from "./measure.ts";
+import { benchScale } from "./scale.ts";
 import { benchVerification } from "./verify.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -46,13 +47,14 @@ function print(rows: readonly BenchRow[]): void {
 }
 
 // `npm run bench -- http memory` runs only the named sections (floors, verification, ca, http,
-// memory, amplification, soak) and leaves bench/results.json alone; without names, everything runs and it is written.
+// memory, scale, amplification, soak) and leaves bench/results.json alone; without names, everything runs and it is written.
 const SECTIONS = [
   "floors",
   "verification",
   "ca",
   "http",
   "memory",
+  "scale",
   "amplification",
   "soak",
 ] as const;
@@ -87,6 +89,7 @@ await step("verification", "verification", () => verification!.rows);
 await step("ca", "certificate issuance", () => benchCertificates());
 await step("http", "HTTP end to end", () => benchHttp());
 await step("memory", "memory", () => memoryRows());
+await step("scale", "10 to 10,000 tokens: check, start, reload, memory", () => benchScale());
 await step("amplification", "CPU amplification by kid-less JWTs", () => benchAmplification());
 await step("soak", "soak and refusals (hostile load)", () => benchSoak());
 if (only.length > 0) process.exit(0);

@@ -35,6 +35,10 @@ export interface AuditTrail {
   record(attempt: JoinAttempt): Promise<void>;
   /** False while lines cannot be written (the service is then not ready). */
   readonly healthy: boolean;
+  /** Hears of every line that could not be written (a metric). */
+  onWriteFailures(listener: (lines: number) => void): void;
+  /** Hears of every change of `healthy`. */
+  onHealthChange(listener: (healthy: boolean) => void): void;
   /** Compares the open file with its path now and reopens a moved or removed file (SIGHUP). */
   checkFile(): Promise<void>;
   /** Writes what is queued and, for a file, closes it. Lines after `close` are dropped. */
@@ -270,7 +274,6 @@ class GroupCommitSink implements AuditTrail {
   readonly #target: Target;
   readonly #policy: AuditFailurePolicy;
   readonly #logger: AuditLogger;
-  readonly #options: AuditTrailOptions;
   readonly #file: string | undefined;
   readonly #now: () => number;
   #queue: Pending[] = [];
@@ -285,6 +288,8 @@ class GroupCommitSink implements AuditTrail {
   #lost = 0;
   #failingSince = 0;
   readonly #timers: NodeJS.Timeout[] = [];
+  readonly #failureListeners: Array<(lines: number) => void> = [];
+  readonly #healthListeners: Array<(healthy: boolean) => void> = [];
 
   constructor(
     target: Target,
@@ -296,9 +301,10 @@ class GroupCommitSink implements AuditTrail {
     this.#target = target;
     this.#policy = policy;
     this.#logger = logger;
-    this.#options = options;
     this.#file = file;
     this.#now = options.now ?? Date.now;
+    if (options.onWriteFailures !== undefined) this.#failureListeners.push(options.onWriteFailures);
+    if (options.onHealthChange !== undefined) this.#healthListeners.push(options.onHealthChange);
     const retry = setInterval(() => {
       if (!this.#healthy) {
         this.#probeDue = true;
@@ -318,6 +324,14 @@ class GroupCommitSink implements AuditTrail {
 
   get healthy(): boolean {
     return this.#healthy;
+  }
+
+  onWriteFailures(listener: (lines: number) => void): void {
+    this.#failureListeners.push(listener);
+  }
+
+  onHealthChange(listener: (healthy: boolean) => void): void {
+    this.#healthListeners.push(listener);
   }
 
   failAtStart(err: Error): void {
@@ -425,12 +439,12 @@ class GroupCommitSink implements AuditTrail {
   }
 
   #fail(err: Error, lines: number): void {
-    if (lines > 0) this.#options.onWriteFailures?.(lines);
+    if (lines > 0) for (const listener of this.#failureListeners) listener(lines);
     this.#lost += lines;
     if (!this.#healthy) return;
     this.#healthy = false;
     this.#failingSince = this.#now();
-    this.#options.onHealthChange?.(false);
+    for (const listener of this.#healthListeners) listener(false);
     const file = this.#file;
     this.#logger.error(
       file === undefined ? { err } : { err, file },
@@ -447,7 +461,7 @@ class GroupCommitSink implements AuditTrail {
       "audit trail writable again",
     );
     this.#lost = 0;
-    this.#options.onHealthChange?.(true);
+    for (const listener of this.#healthListeners) listener(true);
   }
 }
 

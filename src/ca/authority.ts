@@ -1,14 +1,11 @@
 import {
-  createPublicKey,
   generateKeyPairSync,
-  randomBytes,
-  webcrypto,
   X509Certificate as NodeX509Certificate,
   type KeyObject,
 } from "node:crypto";
 import { join } from "node:path";
-import { x509 } from "./peculiar-x509.ts";
 import { ConfigError, JoinError } from "../errors.ts";
+import { CLUSTER_NAME_PATTERN } from "../lib/cluster-name.ts";
 import { BOT_NAME_PATTERN } from "../resources/bot.ts";
 import { encodeJoinAttributes, type JoinAttributes } from "./join-attributes.ts";
 import {
@@ -28,9 +25,11 @@ import {
   type SshCertificateIssuer,
 } from "./ssh.ts";
 import {
+  createCaCertificate,
   createX509LeafIssuer,
   keyIdentifierOf,
   signatureSchemeOf,
+  subjectKeyIdentifierOf,
   toPem,
   type X509LeafIssuer,
 } from "./x509.ts";
@@ -90,8 +89,6 @@ export interface CertificateAuthority {
 }
 
 const CA_LIFETIME_MS = 3652 * 24 * 3600 * 1000; // 10 years
-/** What a cluster name may be: it names the CA and, lower-cased, the SPIFFE trust domain. */
-export const CLUSTER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 const MIN_RSA_CA_BITS = 2048;
 
 /**
@@ -133,7 +130,7 @@ export async function loadOrCreateAuthority(
     // One of the TLS pair without the other is damage to repair by hand, never a reason to
     // replace a key: loadTlsCa names the missing file.
     if (!fileExists(keyFile) && !fileExists(certFile)) {
-      created.push(...(await newTlsCaFiles(clusterName, algorithm, nowMs)));
+      created.push(...newTlsCaFiles(clusterName, algorithm, nowMs));
     }
     if (!fileExists(sshKeyFile)) created.push(newSshCaFile());
     // All new CA files move into place as one set (crash-safe, see writeNewFileSet).
@@ -251,16 +248,22 @@ interface TlsCa {
 }
 
 /** A new TLS CA key and its self-signed certificate, as files to write. */
-async function newTlsCaFiles(
+function newTlsCaFiles(
   clusterName: string,
   algorithm: "ecdsa-p256" | "rsa-2048",
   nowMs: number,
-): Promise<NewFile[]> {
-  const { privateKey } =
+): NewFile[] {
+  const { privateKey, publicKey } =
     algorithm === "rsa-2048"
       ? generateKeyPairSync("rsa", { modulusLength: 2048 })
       : generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-  const certDer = await createCaCertificate(privateKey, clusterName, algorithm, nowMs);
+  const certDer = createCaCertificate({
+    name: clusterName,
+    notBefore: new Date(nowMs - 60_000),
+    notAfter: new Date(nowMs + CA_LIFETIME_MS),
+    privateKey,
+    publicKey,
+  });
   return [
     {
       name: DATA_DIR_FILES.tlsKeyFile,
@@ -269,60 +272,6 @@ async function newTlsCaFiles(
     },
     { name: DATA_DIR_FILES.tlsCertFile, contents: toPem("CERTIFICATE", certDer), mode: 0o600 },
   ];
-}
-
-/** The self-signed CA certificate (off the hot path, so a well-kept ASN.1 library builds it). */
-async function createCaCertificate(
-  privateKey: KeyObject,
-  clusterName: string,
-  algorithm: "ecdsa-p256" | "rsa-2048",
-  nowMs: number,
-): Promise<Buffer> {
-  const crypto = webcrypto;
-  const keyAlgorithm =
-    algorithm === "rsa-2048"
-      ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
-      : { name: "ECDSA", namedCurve: "P-256" };
-  const signingAlgorithm =
-    algorithm === "rsa-2048" ? keyAlgorithm : { name: "ECDSA", hash: "SHA-256" };
-  const keys = {
-    privateKey: await crypto.subtle.importKey(
-      "pkcs8",
-      privateKey.export({ type: "pkcs8", format: "der" }),
-      keyAlgorithm,
-      false,
-      ["sign"],
-    ),
-    publicKey: await crypto.subtle.importKey(
-      "spki",
-      createPublicKey(privateKey).export({ type: "spki", format: "der" }),
-      keyAlgorithm,
-      true,
-      ["verify"],
-    ),
-  };
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
-  const certificate = await x509.X509CertificateGenerator.createSelfSigned(
-    {
-      serialNumber: serial.toString("hex"),
-      name: [{ O: [clusterName] }, { CN: [clusterName] }],
-      notBefore: new Date(nowMs - 60_000),
-      notAfter: new Date(nowMs + CA_LIFETIME_MS),
-      keys,
-      signingAlgorithm,
-      extensions: [
-        new x509.BasicConstraintsExtension(true, undefined, true),
-        new x509.KeyUsagesExtension(
-          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
-          true,
-        ),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
-      ],
-    },
-    crypto,
-  );
-  return Buffer.from(certificate.rawData);
 }
 
 function loadTlsCa(keyFile: string, certFile: string, nowMs: number): TlsCa {
@@ -363,10 +312,14 @@ function loadTlsCa(keyFile: string, certFile: string, nowMs: number): TlsCa {
     throw new ConfigError([`${certFile}: the TLS CA certificate expired on ${cert.validTo}`]);
   }
   const certDer = cert.raw;
-  const ski = new x509.X509Certificate(certDer).getExtension(x509.SubjectKeyIdentifierExtension);
-  const subjectKeyId = ski
-    ? Buffer.from(ski.keyId, "hex")
-    : keyIdentifierOf(cert.publicKey.export({ type: "spki", format: "der" }));
+  let subjectKeyId: Buffer;
+  try {
+    subjectKeyId =
+      subjectKeyIdentifierOf(certDer) ??
+      keyIdentifierOf(cert.publicKey.export({ type: "spki", format: "der" }));
+  } catch {
+    throw new ConfigError([`${certFile}: the TLS CA certificate's extensions cannot be read`]);
+  }
   return { key, certPem: toPem("CERTIFICATE", certDer), certDer, subjectKeyId };
 }
 

@@ -7,7 +7,7 @@ import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { createSecureContext } from "node:tls";
-import { openAuditTrail } from "../audit/audit.ts";
+import { openAuditTrail, type AuditTrail } from "../audit/audit.ts";
 import { loadOrCreateAuthority } from "../ca/authority.ts";
 import { isLoopbackHost, type ListenAddress, type ServiceConfig } from "../config/config.ts";
 import { ConfigError } from "../errors.ts";
@@ -24,7 +24,7 @@ import type { ResourceSet } from "../resources/types.ts";
 import { ResourceReloader, type ReloadOutcome } from "./reloader.ts";
 import { ServiceState } from "./state.ts";
 
-/** How often node:http enforces the two deadlines above. */
+/** How often node:http enforces `headers_timeout` and `request_timeout`. */
 export const CONNECTIONS_CHECKING_INTERVAL_MS = 1_000;
 /** Prometheus and the kubelet's probes need a handful. */
 const DIAG_MAX_CONNECTIONS = 64;
@@ -48,7 +48,8 @@ export interface StartOptions {
 }
 
 /**
- * Starts the service: listeners first (so `/healthz` answers and joins get `not_ready` while the
+ * Starts the service: the audit trail first (a path that cannot be opened stops the start under
+ * `audit.on_failure: refuse`, before any port is bound or CA key made), then listeners (so `/healthz` answers and joins get `not_ready` while the
  * CA is generated), then CA and resources. Rejects (after closing what it opened) when the CA or
  * the resources cannot be loaded, or a port cannot be bound.
  */
@@ -56,26 +57,65 @@ export async function startJoinService(
   config: ServiceConfig,
   options: StartOptions,
 ): Promise<RunningService> {
-  const { log } = options;
-  const now = options.now ?? Date.now;
-  const state = new ServiceState();
-  const metrics = createMetrics();
-  // Opened first: a path that cannot be opened stops the start (audit.on_failure: refuse) before
-  // any port is bound or any CA key is made.
   const audit = await openAuditTrail({
     file: config.audit.file,
     onFailure: config.audit.onFailure,
-    logger: log,
-    onWriteFailures: (lines) => metrics.recordAuditWriteFailures(lines),
-    onHealthChange: (healthy) => metrics.setAuditSinkHealthy(healthy),
+    logger: options.log,
   });
-  metrics.setAuditSinkHealthy(audit.healthy);
   if (!audit.healthy) {
-    log.warn(
+    options.log.warn(
       { file: config.audit.file },
       "audit.on_failure is continue: serving without an audit trail until the file can be opened; not ready meanwhile",
     );
   }
+  const parts = buildService(config, options, audit);
+  let reloader: ResourceReloader | undefined;
+  try {
+    const urls = await listenAll(parts, config, options.log);
+    reloader = await loadAndWatch(parts, config, options);
+    options.log.info(
+      {
+        join_url: urls.joinUrl,
+        diag_url: urls.diagUrl,
+        cluster_name: config.clusterName,
+        bots: parts.state.resources?.bots.size,
+        tokens: parts.state.resources?.tokens.size,
+      },
+      "kube-join ready",
+    );
+    return running(parts, config, options.log, urls, reloader);
+  } catch (err) {
+    reloader?.close();
+    await parts.closeAll();
+    throw err;
+  }
+}
+
+/** Everything a running service is made of, built without I/O but for the audit file. */
+interface ServiceParts {
+  readonly state: ServiceState;
+  readonly metrics: Metrics;
+  readonly joinServer: Server | HttpsServer;
+  readonly diagServer: Server;
+  readonly audit: AuditTrail;
+  /** Set when shutdown starts: the join listener then answers `Connection: close`. */
+  readonly markShuttingDown: () => void;
+  readonly closeAll: () => Promise<void>;
+}
+
+/** Wires state, metrics, audit, caches, the oidc key source, the join service and both apps. */
+function buildService(
+  config: ServiceConfig,
+  options: StartOptions,
+  audit: AuditTrail,
+): ServiceParts {
+  const { log } = options;
+  const now = options.now ?? Date.now;
+  const state = new ServiceState();
+  const metrics = createMetrics();
+  audit.onWriteFailures((lines) => metrics.recordAuditWriteFailures(lines));
+  audit.onHealthChange((healthy) => metrics.setAuditSinkHealthy(healthy));
+  metrics.setAuditSinkHealthy(audit.healthy);
   const cache = new VerifiedTokenCache({ maxEntries: config.cache.maxEntries, now });
   const oidc = new OidcKeySource({
     extraCaFile: config.oidc.caFile,
@@ -146,122 +186,147 @@ export async function startJoinService(
   // the audit file, the CA and resource reloads.
   joinServer.maxConnections = config.maxConnections;
   diagServer.maxConnections = DIAG_MAX_CONNECTIONS;
-
-  const closeAll = async (): Promise<void> => {
-    for (const server of servers) server.closeAllConnections();
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    await audit.close();
-  };
-
-  let reloader: ResourceReloader | undefined;
-  try {
-    const diagAddr = await listen(diagServer, config.diagAddr);
-    const joinAddr = await listen(joinServer, config.listenAddr);
-    const scheme = tlsFiles === undefined ? "http" : "https";
-    const joinUrl = `${scheme}://${formatHost(joinAddr)}`;
-    const diagUrl = `http://${formatHost(diagAddr)}`;
-    if (tlsFiles === undefined && !isLoopbackHost(config.listenAddr.host)) {
-      log.warn(
-        { listen_addr: joinUrl },
-        "THE JOIN LISTENER SERVES PLAIN HTTP ON A NON-LOOPBACK ADDRESS: service-account tokens and certificates cross the network unencrypted. Set tls.cert_file and tls.key_file, or put a TLS-terminating proxy in front.",
+  return {
+    state,
+    metrics,
+    joinServer,
+    diagServer,
+    audit,
+    markShuttingDown: () => {
+      shuttingDown = true;
+    },
+    closeAll: async () => {
+      for (const server of servers) server.closeAllConnections();
+      await Promise.all(
+        servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
       );
-    }
+      await audit.close();
+    },
+  };
+}
 
-    const authority = await loadOrCreateAuthority({
-      clusterName: config.clusterName,
-      dataDir: config.dataDir,
-      tlsKeyAlgorithm: config.ca.tlsKeyType,
-      ...(config.ca.files === undefined ? {} : { files: { ...config.ca.files } }),
-      extraTrusted: {
-        tlsCertFiles: [...config.ca.extraTrusted.tlsCertFiles],
-        sshPublicKeyFiles: [...config.ca.extraTrusted.sshPublicKeyFiles],
-      },
-    });
-    state.setAuthority(authority);
-
-    const applyResources = (resources: ResourceSet, at: Date): void => {
-      state.setResources(resources);
-      metrics.recordReload(true, at);
-      metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
-      for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
-    };
-    const initial = await loadResources(config.resources);
-    applyResources(initial, new Date(now()));
-
-    const activeReloader = new ResourceReloader({
-      paths: config.resources,
-      load: loadResources,
-      onReload: (outcome: ReloadOutcome) => {
-        const at = new Date(now());
-        if (outcome.ok) {
-          applyResources(outcome.resources, at);
-          log.info(
-            {
-              reason: outcome.reason,
-              bots: outcome.resources.bots.size,
-              tokens: outcome.resources.tokens.size,
-            },
-            "resources reloaded",
-          );
-          return;
-        }
-        metrics.recordReload(false, at);
-        log.error(
-          { reason: outcome.reason, problems: problemsOf(outcome.error) },
-          "resource reload failed; the previous resources keep serving",
-        );
-      },
-      onWatchError: (err, path) => log.warn({ err, path }, "cannot watch resource path"),
-    });
-    reloader = activeReloader;
-    await activeReloader.watch(initial.files);
-
-    log.info(
-      {
-        join_url: joinUrl,
-        diag_url: diagUrl,
-        cluster_name: config.clusterName,
-        bots: initial.bots.size,
-        tokens: initial.tokens.size,
-      },
-      "kube-join ready",
+/** Binds the diag listener, then the join listener; warns about plain HTTP off loopback. */
+async function listenAll(
+  parts: ServiceParts,
+  config: ServiceConfig,
+  log: Logger,
+): Promise<{ readonly joinUrl: string; readonly diagUrl: string }> {
+  const diagAddr = await listen(parts.diagServer, config.diagAddr);
+  const joinAddr = await listen(parts.joinServer, config.listenAddr);
+  const scheme = config.tls === undefined ? "http" : "https";
+  const joinUrl = `${scheme}://${formatHost(joinAddr)}`;
+  if (config.tls === undefined && !isLoopbackHost(config.listenAddr.host)) {
+    log.warn(
+      { listen_addr: joinUrl },
+      "THE JOIN LISTENER SERVES PLAIN HTTP ON A NON-LOOPBACK ADDRESS: service-account tokens and certificates cross the network unencrypted. Set tls.cert_file and tls.key_file, or put a TLS-terminating proxy in front.",
     );
+  }
+  return { joinUrl, diagUrl: `http://${formatHost(diagAddr)}` };
+}
 
-    let shutdownPromise: Promise<void> | undefined;
-    return {
-      joinUrl,
-      diagUrl,
-      state,
-      metrics,
-      async reload(reason) {
-        await audit.checkFile();
-        if (tlsFiles !== undefined && "setSecureContext" in joinServer) {
-          try {
-            joinServer.setSecureContext(readTlsFiles(tlsFiles));
-          } catch (err) {
-            log.error(
-              { problems: problemsOf(err) },
-              "TLS certificate reload failed; the previous one keeps serving",
-            );
-          }
-        }
-        await activeReloader.reload(reason);
-      },
-      shutdown() {
-        shutdownPromise ??= (async () => {
-          shuttingDown = true;
-          activeReloader.close();
-          await drain(joinServer, config.shutdownTimeoutMs, log);
-          await closeAll();
-        })();
-        return shutdownPromise;
-      },
-    };
+/** Loads (or first creates) the CA, loads the resources, and starts watching them for reloads. */
+async function loadAndWatch(
+  parts: ServiceParts,
+  config: ServiceConfig,
+  options: StartOptions,
+): Promise<ResourceReloader> {
+  const { state, metrics } = parts;
+  const { log } = options;
+  const now = options.now ?? Date.now;
+  const authority = await loadOrCreateAuthority({
+    clusterName: config.clusterName,
+    dataDir: config.dataDir,
+    tlsKeyAlgorithm: config.ca.tlsKeyType,
+    ...(config.ca.files === undefined ? {} : { files: { ...config.ca.files } }),
+    extraTrusted: {
+      tlsCertFiles: [...config.ca.extraTrusted.tlsCertFiles],
+      sshPublicKeyFiles: [...config.ca.extraTrusted.sshPublicKeyFiles],
+    },
+  });
+  state.setAuthority(authority);
+
+  const applyResources = (resources: ResourceSet, at: Date): void => {
+    state.setResources(resources);
+    metrics.recordReload(true, at);
+    metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
+    for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
+  };
+  const initial = await loadResources(config.resources);
+  applyResources(initial, new Date(now()));
+
+  const reloader = new ResourceReloader({
+    paths: config.resources,
+    load: loadResources,
+    onReload: (outcome: ReloadOutcome) => {
+      const at = new Date(now());
+      if (outcome.ok) {
+        applyResources(outcome.resources, at);
+        log.info(
+          {
+            reason: outcome.reason,
+            bots: outcome.resources.bots.size,
+            tokens: outcome.resources.tokens.size,
+          },
+          "resources reloaded",
+        );
+        return;
+      }
+      metrics.recordReload(false, at);
+      log.error(
+        { reason: outcome.reason, problems: problemsOf(outcome.error) },
+        "resource reload failed; the previous resources keep serving",
+      );
+    },
+    onWatchError: (err, path) => log.warn({ err, path }, "cannot watch resource path"),
+  });
+  try {
+    await reloader.watch(initial.files);
   } catch (err) {
-    reloader?.close();
-    await closeAll();
+    reloader.close();
     throw err;
   }
+  return reloader;
+}
+
+/** The lifecycle of a started service: reload (resources and the TLS pair) and one shutdown. */
+function running(
+  parts: ServiceParts,
+  config: ServiceConfig,
+  log: Logger,
+  urls: { readonly joinUrl: string; readonly diagUrl: string },
+  reloader: ResourceReloader,
+): RunningService {
+  const { joinServer } = parts;
+  const tlsFiles = config.tls;
+  let shutdownPromise: Promise<void> | undefined;
+  return {
+    ...urls,
+    state: parts.state,
+    metrics: parts.metrics,
+    async reload(reason) {
+      await parts.audit.checkFile();
+      if (tlsFiles !== undefined && "setSecureContext" in joinServer) {
+        try {
+          joinServer.setSecureContext(readTlsFiles(tlsFiles));
+        } catch (err) {
+          log.error(
+            { problems: problemsOf(err) },
+            "TLS certificate reload failed; the previous one keeps serving",
+          );
+        }
+      }
+      await reloader.reload(reason);
+    },
+    shutdown() {
+      shutdownPromise ??= (async () => {
+        parts.markShuttingDown();
+        reloader.close();
+        await drain(joinServer, config.shutdownTimeoutMs, log);
+        await parts.closeAll();
+      })();
+      return shutdownPromise;
+    },
+  };
 }
 
 /**
