@@ -55,6 +55,7 @@ test("a minimal config gets every default, with paths resolved against the confi
   assert.equal(config.maxConnections, 512);
   assert.equal(config.headersTimeoutMs, 10_000);
   assert.equal(config.requestTimeoutMs, 30_000);
+  assert.equal(config.maxKeysWithoutKid, 4);
 });
 
 test("every key is read", () => {
@@ -271,6 +272,11 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
         "kube-join.yaml:3:1: headers_timeout: must be at least 1s",
         "kube-join.yaml:4:1: max_connections: must be a whole number of at least 1",
       ],
+    },
+    {
+      name: "too many keys tried without a kid",
+      text: `${OK}max_keys_without_kid: 51\n`,
+      expected: ["kube-join.yaml:3:1: max_keys_without_kid: must be at most 50"],
     },
     {
       name: "request timeout shorter than the headers timeout",

@@ -80,6 +80,8 @@ export interface ServiceConfig {
   /** Time a client has for its request headers, and for the whole request. */
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Keys tried for a JWT that names no `kid` (kube < 1.16); more fail `jwt_signature_invalid`. */
+  readonly maxKeysWithoutKid: number;
 }
 
 /**
@@ -105,6 +107,7 @@ export const CONFIG_DEFAULTS = {
   max_connections: 512,
   headers_timeout: "10s",
   request_timeout: "30s",
+  max_keys_without_kid: 4,
 } as const;
 
 const ROOT_FIELDS = [
@@ -126,6 +129,7 @@ const ROOT_FIELDS = [
   "max_connections",
   "headers_timeout",
   "request_timeout",
+  "max_keys_without_kid",
 ] as const;
 
 const MIN_DEFAULT_TTL_MS = 60_000;
@@ -200,6 +204,7 @@ function readRoot(
   const audit = readAudit(r, root["audit"], baseDir);
   const lifecycle = readLifecycle(r, root);
   const connections = readConnectionLimits(r, root);
+  const maxKeysWithoutKid = readMaxKeysWithoutKid(r, root["max_keys_without_kid"]);
   if (
     r.problemCount > 0 ||
     clusterName === undefined ||
@@ -213,7 +218,8 @@ function readRoot(
     cache === undefined ||
     audit === undefined ||
     lifecycle === undefined ||
-    connections === undefined
+    connections === undefined ||
+    maxKeysWithoutKid === undefined
   ) {
     return undefined;
   }
@@ -231,6 +237,7 @@ function readRoot(
     audit,
     ...lifecycle,
     ...connections,
+    maxKeysWithoutKid,
   };
 }
 
@@ -451,6 +458,21 @@ function readAudit(
     AUDIT_FAILURE_POLICIES,
   );
   return r.problemCount > before || onFailure === undefined ? undefined : { file, onFailure };
+}
+
+/** Bounds the signature checks one kid-less JWT may cost (each is CPU an attacker spends for free). */
+const MAX_KEYS_WITHOUT_KID = 50;
+
+function readMaxKeysWithoutKid(r: FieldReader, value: unknown): number | undefined {
+  const max = r.optionalPositiveInt(
+    ["max_keys_without_kid"],
+    orDefault(value, CONFIG_DEFAULTS.max_keys_without_kid),
+  );
+  if (max !== undefined && max > MAX_KEYS_WITHOUT_KID) {
+    r.error(["max_keys_without_kid"], `must be at most ${MAX_KEYS_WITHOUT_KID}`);
+    return undefined;
+  }
+  return max;
 }
 
 /** `max_connections`, `headers_timeout`, `request_timeout`: what a client may hold. */
