@@ -471,3 +471,23 @@ test("SIGTERM while the first start writes the CA: it stops cleanly, exit 0, the
     assert.deepEqual(await svc.stop(), { code: 0, signal: null });
   }
 });
+
+test("audit on stdout and stdout closed (EPIPE): joins get audit_unavailable, /readyz fails", async () => {
+  const svc = await startService();
+  try {
+    assert.equal((await join_(svc.baseUrl)).status, 200);
+    // The reader of the service's stdout goes away: its next audit write fails with EPIPE.
+    svc.child.stdout?.destroy();
+    let refused: Awaited<ReturnType<typeof join_>> | undefined;
+    for (let i = 0; i < 5 && refused === undefined; i += 1) {
+      const r = await join_(svc.baseUrl);
+      if (r.status !== 200) refused = r;
+    }
+    assert.ok(refused !== undefined, "joins went on with stdout closed");
+    assert.equal((refused.body["error"] as { code: string }).code, "audit_unavailable");
+    assert.equal((await fetch(`${svc.diagUrl}/readyz`)).status, 503);
+    await svc.waitForLog((l) => String(l["msg"]).startsWith("audit trail cannot be written"));
+  } finally {
+    assert.deepEqual(await svc.stop(), { code: 0, signal: null });
+  }
+});
