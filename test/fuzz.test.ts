@@ -22,7 +22,7 @@ import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 import { JoinError, isErrorCode, statusOf } from "../src/errors.ts";
 import { createJoinApp } from "../src/http/app.ts";
 import { JoinService } from "../src/join/join.ts";
-import { verifyServiceAccountToken } from "../src/jwt/verify.ts";
+import { verifyServiceAccountToken } from "../src/methods/kubernetes/service-account.ts";
 import { parseResources } from "../src/resources/load.ts";
 import {
   TEST_AUDIENCE,

@@ -29,7 +29,7 @@ export interface LeafFields {
   readonly organizations: readonly string[];
   readonly uri: string;
   readonly botName: string;
-  /** Already-encoded join attributes (see `encodeJoinAttributes`). */
+  /** Already-encoded join attributes (`BotCertificateRequest.joinAttributesJson`). */
   readonly joinAttributesJson: string;
   /** DER SubjectPublicKeyInfo of the bot's key. */
   readonly spkiDer: Buffer;

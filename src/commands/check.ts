@@ -5,9 +5,11 @@
 import { CONFIG_DEFAULTS } from "../config/config.ts";
 import { formatDuration } from "../lib/duration.ts";
 import { ALLOWED_ALGORITHMS } from "../jwt/keys.ts";
+import { kubernetesSpecOf } from "../methods/kubernetes/method.ts";
 import { ConfigError } from "../errors.ts";
 import { loadResources } from "../resources/load.ts";
-import type { AllowRule, JoinToken, ResourceSet } from "../resources/types.ts";
+import { JOIN_METHODS } from "../methods/registry.ts";
+import type { JoinToken, ResourceSet } from "../resources/types.ts";
 
 const USAGE = `Usage: kube-join check [--max-keys-without-kid N] PATH...
 
@@ -106,7 +108,7 @@ export function summarize(
 function keylessBoundWarnings(set: ResourceSet, bound: number): string[] {
   const warnings: string[] = [];
   for (const token of set.tokens.values()) {
-    const k = token.kubernetes;
+    const k = kubernetesSpecOf(token.join);
     if (k?.type !== "static_jwks") continue;
     const most = Math.max(
       ...ALLOWED_ALGORITHMS.map(
@@ -126,31 +128,18 @@ function describeToken(token: JoinToken, nowMs: number): string[] {
   const lines = [`  ${token.name}`];
   lines.push(`    roles: ${list(token.roles)}; bot: ${token.botName ?? "(none)"}`);
   lines.push(`    expires: ${expiry(token.expiresAt, nowMs)}`);
-  const k = token.kubernetes;
-  if (k === undefined) {
+  if (token.join === undefined) {
     lines.push(
-      `    join_method: ${token.joinMethod} (loaded, but only "kubernetes" joins through kube-join)`,
+      `    join_method: ${token.joinMethod} (loaded, but only ${servedMethods()} joins through kube-join)`,
     );
     return lines;
   }
-  lines.push(`    join_method: kubernetes, type: ${k.type}`);
-  if (k.type === "static_jwks") {
-    for (const key of k.keySet.keys) {
-      const id = key.kid === undefined || key.kid === "" ? "(no kid)" : key.kid;
-      lines.push(`    key: ${id} (${key.kty}, ${[...key.algorithms].join("/")})`);
-    }
-  } else {
-    const http = k.insecureAllowHttpIssuer ? " (insecure_allow_http_issuer)" : "";
-    lines.push(`    issuer: ${k.issuer}${http}`);
-  }
-  for (const rule of k.allow) lines.push(`    allow: ${describeRule(rule)}`);
+  for (const line of token.join.describe()) lines.push(`    ${line}`);
   return lines;
 }
 
-function describeRule(rule: AllowRule): string {
-  return rule.kind === "exact"
-    ? `${rule.namespace}:${rule.name}`
-    : `namespace ${rule.namespaceGlob}, name ${rule.nameGlob} (glob)`;
+function servedMethods(): string {
+  return [...JOIN_METHODS.keys()].map((name) => JSON.stringify(name)).join(" or ");
 }
 
 function expiry(expiresAt: number | undefined, nowMs: number): string {
