@@ -16,7 +16,7 @@ export const ERROR_REGISTRY = {
   ],
   jwt_signature_invalid: [
     401,
-    "No trusted key of the token's `kid` (or of the right type) verifies the signature.",
+    "No trusted key of the token's `kid` (or, without a kid, none of the first `max_keys_without_kid` keys of the right type) verifies the signature.",
   ],
   jwt_audience_mismatch: [401, "`aud` does not contain the cluster name kube-join expects."],
   jwt_issuer_mismatch: [401, "`iss` does not equal the issuer configured for an `oidc` token."],

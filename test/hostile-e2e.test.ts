@@ -21,6 +21,12 @@ import {
   startService,
 } from "./support/service.ts";
 import { joinRequestBody, newBotPublicKeys, type BotPublicKeys } from "./support/join-request.ts";
+import {
+  generateClusterKey,
+  jwksOf,
+  mintServiceAccountToken,
+  serviceAccountClaims,
+} from "./support/jwt.ts";
 
 const demoKey = JSON.parse(readFileSync(DEMO_KEY_FILE, "utf8")) as Record<string, unknown>;
 
@@ -489,5 +495,64 @@ test("audit on stdout and stdout closed (EPIPE): joins get audit_unavailable, /r
     await svc.waitForLog((l) => String(l["msg"]).startsWith("audit trail cannot be written"));
   } finally {
     assert.deepEqual(await svc.stop(), { code: 0, signal: null });
+  }
+});
+
+test("max_keys_without_kid reaches the verifier: a kid-less JWT past the bound is refused, within it joins", async () => {
+  const clusterKeys = Array.from({ length: 5 }, () => generateClusterKey("ES256"));
+  const resources = `kind: bot
+version: v1
+metadata: {name: many}
+spec: {roles: [access]}
+---
+kind: token
+version: v2
+metadata: {name: many-keys}
+spec:
+  roles: [Bot]
+  bot_name: many
+  join_method: kubernetes
+  kubernetes:
+    type: static_jwks
+    static_jwks: {jwks: '${jwksOf(...clusterKeys)}'}
+    allow: [{service_account: "default:tbot"}]
+`;
+  const config = (extra: string) =>
+    `cluster_name: ${DEMO_CLUSTER}\nlisten_addr: 127.0.0.1:0\ndiag_addr: 127.0.0.1:0\nresources: [./r.yaml]\ndata_dir: ./data\n${extra}`;
+  const jwt = mintServiceAccountToken(
+    clusterKeys[4]!,
+    serviceAccountClaims({ audience: DEMO_CLUSTER, issuedAtMs: Date.now() }),
+    { kid: undefined },
+  );
+  const post = async (baseUrl: string) => {
+    const r = await fetch(`${baseUrl}/v1/join`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: joinRequestBody({ token: "many-keys", idToken: jwt, keys }),
+    });
+    return { status: r.status, body: (await r.json()) as { error?: { message: string } } };
+  };
+  const bounded = await startService({
+    configYaml: config(""),
+    extraFiles: { "r.yaml": resources },
+  });
+  try {
+    const refused = await post(bounded.baseUrl);
+    assert.equal(refused.status, 401);
+    assert.match(
+      refused.body.error?.message ?? "",
+      /more than the 4 tried for a token without one/,
+    );
+  } finally {
+    assert.deepEqual(await bounded.stop(), { code: 0, signal: null });
+  }
+  const raised = await startService({
+    configYaml: config("max_keys_without_kid: 5\n"),
+    extraFiles: { "r.yaml": resources },
+  });
+  try {
+    assert.equal((await post(raised.baseUrl)).status, 200);
+  } finally {
+    assert.deepEqual(await raised.stop(), { code: 0, signal: null });
   }
 });

@@ -55,6 +55,8 @@ export interface JoinServiceOptions {
    * Failed attempts are recorded without waiting.
    */
   readonly auditTrail?: { record(attempt: JoinAttempt): Promise<void> };
+  /** Keys tried for a JWT that names no key id (`max_keys_without_kid`); default 4. */
+  readonly maxKeysWithoutKid?: number;
   /** Receives unexpected errors (bugs, I/O) with context; never sent to the caller. */
   readonly onInternalError?: (err: unknown, context: { readonly stage: string }) => void;
 }
@@ -232,6 +234,7 @@ export class JoinService {
         cache: this.#options.cache,
         oidcKeys: this.#options.oidcKeys,
         onInternalError: this.#options.onInternalError,
+        maxKeysWithoutKid: this.#options.maxKeysWithoutKid,
       },
       trace,
     );

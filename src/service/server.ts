@@ -143,6 +143,7 @@ function buildService(
     oidcKeys,
     listeners: [metrics.onJoin],
     auditTrail: audit,
+    maxKeysWithoutKid: config.maxKeysWithoutKid,
     onInternalError,
   });
   let shuttingDown = false;
