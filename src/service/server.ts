@@ -69,7 +69,14 @@ export async function startJoinService(
       "audit.on_failure is continue: serving without an audit trail until the file can be opened; not ready meanwhile",
     );
   }
-  const parts = buildService(config, options, audit);
+  let parts: ServiceParts;
+  try {
+    parts = buildService(config, options, audit);
+  } catch (err) {
+    // A TLS pair that does not load: the audit file opened above must not stay open.
+    await audit.close();
+    throw err;
+  }
   let reloader: ResourceReloader | undefined;
   try {
     const urls = await listenAll(parts, config, options.log);
