@@ -29,7 +29,11 @@ type Body = string;
  * Join bodies: each with its own JWT (distinct pod uid and jti) and its own TLS and SSH public
  * keys, or all sharing one JWT (`repeatJwt`) so the verified-token cache answers.
  */
-async function makeBodies(cluster: ClusterKey, count: number, repeatJwt: boolean): Promise<Body[]> {
+export async function makeBodies(
+  cluster: ClusterKey,
+  count: number,
+  repeatJwt: boolean,
+): Promise<Body[]> {
   const now = Date.now();
   const claims = () =>
     serviceAccountClaims({ audience: CLUSTER, issuedAtMs: now, ttlSeconds: 1800 });
@@ -106,12 +110,16 @@ async function fire(
   return { ...result, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
 
-interface Started {
+export interface Started {
   readonly process: Spawned;
   readonly url: string;
 }
 
-async function startKubeJoin(dir: string, cluster: ClusterKey, tls: boolean): Promise<Started> {
+export async function startKubeJoin(
+  dir: string,
+  cluster: ClusterKey,
+  tls: boolean,
+): Promise<Started> {
   writeFileSync(
     join(dir, "resources.yaml"),
     [

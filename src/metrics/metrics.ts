@@ -34,6 +34,10 @@ export interface Metrics {
    * fetch of a new issuer already shows in `increase()` (a series born at 1 shows no increase).
    */
   declareOidcIssuers(issuers: Iterable<string>): void;
+  /** Counts audit lines that could not be written. */
+  recordAuditWriteFailures(lines: number): void;
+  /** Whether the audit trail can be written now. */
+  setAuditSinkHealthy(healthy: boolean): void;
   /** The age of the key set kube-join holds for an `oidc` issuer. */
   setKeySetAge(issuer: string, seconds: number): void;
   /**
@@ -193,6 +197,16 @@ export function createMetrics(): Metrics {
     help: "1 when the most recent load or reload of the resources succeeded, 0 when it failed.",
     registers: [registry],
   });
+  const auditFailures = new Counter({
+    name: `${PREFIX}audit_write_failures_total`,
+    help: "Audit lines that could not be written (their joins were refused unless audit.on_failure is continue).",
+    registers: [registry],
+  });
+  const auditHealthy = new Gauge({
+    name: `${PREFIX}audit_sink_healthy`,
+    help: "1 while the audit trail can be written, 0 while it fails (the service is then not ready).",
+    registers: [registry],
+  });
 
   // Series that exist from the start, so `rate()` and alerts see a zero instead of nothing.
   attempts.inc({ result: "success", code: SUCCESS_CODE }, 0);
@@ -205,6 +219,8 @@ export function createMetrics(): Metrics {
   cacheEntries.set(0);
   rateLimited.inc(0);
   ready.set(0);
+  auditFailures.inc(0);
+  auditHealthy.set(1);
 
   const scrapeHooks: Array<() => void> = [];
 
@@ -253,6 +269,12 @@ export function createMetrics(): Metrics {
       for (const issuer of issuers) {
         for (const result of ["success", "failure"]) keyFetches.inc({ issuer, result }, 0);
       }
+    },
+    recordAuditWriteFailures(lines) {
+      auditFailures.inc(lines);
+    },
+    setAuditSinkHealthy(healthy) {
+      auditHealthy.set(healthy ? 1 : 0);
     },
     setKeySetAge(issuer, seconds) {
       keySetAge.set({ issuer }, seconds);

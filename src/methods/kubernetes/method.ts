@@ -122,7 +122,9 @@ export class KubernetesJoin implements PreparedJoin {
     const expected: ExpectedClaims =
       issuer === undefined ? { audience } : { audience, issuer: issuer.issuer };
     const verified = toVerifiedServiceAccount(
-      verifyServiceAccountToken(decoded ?? jwt, keySet, expected, nowMs),
+      verifyServiceAccountToken(decoded ?? jwt, keySet, expected, nowMs, {
+        maxKeysWithoutKid: context.maxKeysWithoutKid,
+      }),
     );
     if (cache !== undefined && key !== undefined) cache.set(key, verified);
     return verified;
