@@ -49,6 +49,10 @@ export const ERROR_REGISTRY = {
     403,
     "No allow rule of the join token matches the token's service account.",
   ],
+  join_locked: [
+    403,
+    "A lock in force targets the bot, token, instance, service account or namespace; the message may carry the lock's own message.",
+  ],
   // Request shape and certificate parameters.
   bad_request: [400, "The body is not JSON, or a field is missing or of the wrong type."],
   invalid_public_key: [
@@ -66,6 +70,10 @@ export const ERROR_REGISTRY = {
   ],
   internal: [500, "An unexpected error; details are only in the server log."],
   not_ready: [503, "Resources or the certificate authority are not loaded yet."],
+  store_unavailable: [
+    503,
+    "The bot instance could not be recorded (the store is unreachable); nothing was issued. Retry after `Retry-After` seconds.",
+  ],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ErrorCode = keyof typeof ERROR_REGISTRY;

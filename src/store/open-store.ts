@@ -1,0 +1,80 @@
+/**
+ * Opens the store the service config names (`store:` block): the one place that knows every
+ * engine, so `serve` and the `instances`/`lock` commands open the same thing the same way.
+ */
+import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { MemoryStore } from "./memory-store.ts";
+import { StoreOpenError, type Store } from "./store.ts";
+
+export type StoreConfig =
+  | { readonly engine: "memory" }
+  | { readonly engine: "sqlite"; readonly path: string }
+  | {
+      readonly engine: "postgres";
+      /** Without a password in examples: it comes from `passwordFile` or `PGPASSWORD`. */
+      readonly url: string;
+      readonly passwordFile: string | undefined;
+      readonly poolSize: number;
+    };
+
+/** The SQLite file in `data_dir` when the config names no other store. */
+export function defaultSqlitePath(dataDir: string): string {
+  return join(dataDir, "kube-join.db");
+}
+
+export interface OpenStoreOptions {
+  /** The CLI reads an existing store only; `serve` creates the SQLite file at its first start. */
+  readonly mustExist?: boolean;
+  /** PostgreSQL connection errors outside a query (a restart): for the log. */
+  readonly onIdleError?: (err: Error) => void;
+}
+
+/**
+ * @throws StoreOpenError with a sentence for the admin (never a stack, never a password).
+ */
+export async function openStore(
+  config: StoreConfig,
+  options: OpenStoreOptions = {},
+): Promise<Store> {
+  switch (config.engine) {
+    case "memory":
+      return new MemoryStore();
+    case "sqlite": {
+      if (options.mustExist === true && !existsSync(config.path)) {
+        throw new StoreOpenError(
+          `no SQLite store at ${config.path} yet: kube-join serve creates it when it first starts`,
+        );
+      }
+      const { SqliteStore } = await import("./sqlite-store.ts");
+      return SqliteStore.open({ path: config.path });
+    }
+    case "postgres": {
+      const password =
+        config.passwordFile === undefined ? undefined : await readPassword(config.passwordFile);
+      // Loaded on demand: a SQLite deployment never loads pg.
+      const { PostgresStore } = await import("./postgres-store.ts");
+      return PostgresStore.open({
+        url: config.url,
+        password,
+        poolSize: config.poolSize,
+        ...(options.onIdleError === undefined ? {} : { onIdleError: options.onIdleError }),
+      });
+    }
+  }
+}
+
+async function readPassword(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    throw new StoreOpenError(`cannot read store.postgres.password_file ${file} (${code})`);
+  }
+  // A Secret mount or `echo pw > file` ends in a newline that is not part of the password.
+  const password = text.replace(/\r?\n$/, "");
+  if (password === "") throw new StoreOpenError(`store.postgres.password_file ${file} is empty`);
+  return password;
+}
