@@ -5,11 +5,12 @@
 import { formatDuration } from "../lib/duration.ts";
 import { ConfigError } from "../errors.ts";
 import { loadResources } from "../resources/load.ts";
+import { formatTarget } from "../locks/lock.ts";
 import type { AllowRule, JoinToken, ResourceSet } from "../resources/types.ts";
 
 const USAGE = `Usage: kube-join check PATH...
 
-Validates bot and token resources (YAML files, or directories whose *.yaml and *.yml files are
+Validates bot, token and lock resources (YAML files, or directories whose *.yaml and *.yml files are
 read in name order) exactly as the service loads them.
 
 Exit status: 0 when everything loads (a summary with any warnings goes to stdout),
@@ -66,13 +67,24 @@ export function summarize(set: ResourceSet, nowMs: number): string {
   }
   lines.push(`Tokens (${set.tokens.size}):`);
   for (const token of set.tokens.values()) lines.push(...describeToken(token, nowMs));
+  if (set.locks.size > 0) {
+    lines.push(`Locks (${set.locks.size}):`);
+    for (const lock of set.locks.values()) {
+      lines.push(`  ${lock.name}`);
+      lines.push(`    target: ${formatTarget(lock.target)}`);
+      lines.push(`    expires: ${lockExpiry(lock.expiresAtMs, nowMs)}`);
+      if (lock.message !== undefined) lines.push(`    message: ${lock.message}`);
+    }
+  }
   if (set.warnings.length > 0) {
     lines.push(`Warnings (${set.warnings.length}):`);
     for (const warning of set.warnings) lines.push(`  ${warning}`);
   }
   const files = set.files.length;
   lines.push(
-    `OK: ${set.bots.size} bot(s) and ${set.tokens.size} token(s) from ${files} file${files === 1 ? "" : "s"}` +
+    `OK: ${set.bots.size} bot(s) and ${set.tokens.size} token(s)` +
+      (set.locks.size > 0 ? ` and ${set.locks.size} lock(s)` : "") +
+      ` from ${files} file${files === 1 ? "" : "s"}` +
       (set.warnings.length > 0 ? `, ${set.warnings.length} warning(s)` : ""),
   );
   return lines.join("\n");
@@ -113,6 +125,12 @@ function expiry(expiresAt: number | undefined, nowMs: number): string {
   if (expiresAt === undefined) return "never";
   const at = new Date(expiresAt).toISOString();
   return expiresAt <= nowMs ? `${at} (EXPIRED: every join gets token_expired)` : at;
+}
+
+function lockExpiry(expiresAt: number | undefined, nowMs: number): string {
+  if (expiresAt === undefined) return "never (until removed)";
+  const at = new Date(expiresAt).toISOString();
+  return expiresAt <= nowMs ? `${at} (passed: not in force)` : at;
 }
 
 function list(items: readonly string[]): string {
