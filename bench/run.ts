@@ -10,6 +10,7 @@ import { benchCertificates } from "./ca.ts";
 import { floorRows, measureFloors } from "./floors.ts";
 import { benchHttp } from "./http.ts";
 import { round, type BenchRow } from "./measure.ts";
+import { benchScale } from "./scale.ts";
 import { benchVerification } from "./verify.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -45,8 +46,8 @@ function print(rows: readonly BenchRow[]): void {
 }
 
 // `npm run bench -- http memory` runs only the named sections (floors, verification, ca, http,
-// memory) and leaves bench/results.json alone; without names, everything runs and it is written.
-const SECTIONS = ["floors", "verification", "ca", "http", "memory"] as const;
+// memory, scale) and leaves bench/results.json alone; without names, everything runs and it is written.
+const SECTIONS = ["floors", "verification", "ca", "http", "memory", "scale"] as const;
 const only = process.argv.slice(2);
 for (const name of only) {
   if (!(SECTIONS as readonly string[]).includes(name)) {
@@ -78,6 +79,7 @@ await step("verification", "verification", () => verification!.rows);
 await step("ca", "certificate issuance", () => benchCertificates());
 await step("http", "HTTP end to end", () => benchHttp());
 await step("memory", "memory", () => memoryRows());
+await step("scale", "10 to 10,000 tokens: check, start, reload, memory", () => benchScale());
 if (only.length > 0) process.exit(0);
 
 writeFileSync(

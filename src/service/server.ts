@@ -55,6 +55,42 @@ export async function startJoinService(
   config: ServiceConfig,
   options: StartOptions,
 ): Promise<RunningService> {
+  const parts = buildService(config, options);
+  let reloader: ResourceReloader | undefined;
+  try {
+    const urls = await listenAll(parts, config, options.log);
+    reloader = await loadAndWatch(parts, config, options);
+    options.log.info(
+      {
+        join_url: urls.joinUrl,
+        diag_url: urls.diagUrl,
+        cluster_name: config.clusterName,
+        bots: parts.state.resources?.bots.size,
+        tokens: parts.state.resources?.tokens.size,
+      },
+      "kube-join ready",
+    );
+    return running(parts, config, options.log, urls, reloader);
+  } catch (err) {
+    reloader?.close();
+    await parts.closeAll();
+    throw err;
+  }
+}
+
+/** Everything a running service is made of, built without I/O but for the audit file. */
+interface ServiceParts {
+  readonly state: ServiceState;
+  readonly metrics: Metrics;
+  readonly joinServer: Server | HttpsServer;
+  readonly diagServer: Server;
+  /** Set when shutdown starts: the join listener then answers `Connection: close`. */
+  readonly markShuttingDown: () => void;
+  readonly closeAll: () => Promise<void>;
+}
+
+/** Wires state, metrics, audit, caches, the oidc key source, the join service and both apps. */
+function buildService(config: ServiceConfig, options: StartOptions): ServiceParts {
   const { log } = options;
   const now = options.now ?? Date.now;
   const state = new ServiceState();
@@ -111,121 +147,145 @@ export async function startJoinService(
     server.headersTimeout = HEADERS_TIMEOUT_MS;
     server.requestTimeout = REQUEST_TIMEOUT_MS;
   }
-
-  const closeAll = async (): Promise<void> => {
-    for (const server of servers) server.closeAllConnections();
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    await audit.close();
-  };
-
-  let reloader: ResourceReloader | undefined;
-  try {
-    const diagAddr = await listen(diagServer, config.diagAddr);
-    const joinAddr = await listen(joinServer, config.listenAddr);
-    const scheme = tlsFiles === undefined ? "http" : "https";
-    const joinUrl = `${scheme}://${formatHost(joinAddr)}`;
-    const diagUrl = `http://${formatHost(diagAddr)}`;
-    if (tlsFiles === undefined && !isLoopbackHost(config.listenAddr.host)) {
-      log.warn(
-        { listen_addr: joinUrl },
-        "THE JOIN LISTENER SERVES PLAIN HTTP ON A NON-LOOPBACK ADDRESS: service-account tokens and certificates cross the network unencrypted. Set tls.cert_file and tls.key_file, or put a TLS-terminating proxy in front.",
+  return {
+    state,
+    metrics,
+    joinServer,
+    diagServer,
+    markShuttingDown: () => {
+      shuttingDown = true;
+    },
+    closeAll: async () => {
+      for (const server of servers) server.closeAllConnections();
+      await Promise.all(
+        servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
       );
-    }
+      await audit.close();
+    },
+  };
+}
 
-    const authority = await loadOrCreateAuthority({
-      clusterName: config.clusterName,
-      dataDir: config.dataDir,
-      tlsKeyAlgorithm: config.ca.tlsKeyType,
-      ...(config.ca.files === undefined ? {} : { files: { ...config.ca.files } }),
-      extraTrusted: {
-        tlsCertFiles: [...config.ca.extraTrusted.tlsCertFiles],
-        sshPublicKeyFiles: [...config.ca.extraTrusted.sshPublicKeyFiles],
-      },
-    });
-    state.setAuthority(authority);
-
-    const applyResources = (resources: ResourceSet, at: Date): void => {
-      state.setResources(resources);
-      metrics.recordReload(true, at);
-      metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
-      for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
-    };
-    const initial = await loadResources(config.resources);
-    applyResources(initial, new Date(now()));
-
-    const activeReloader = new ResourceReloader({
-      paths: config.resources,
-      load: loadResources,
-      onReload: (outcome: ReloadOutcome) => {
-        const at = new Date(now());
-        if (outcome.ok) {
-          applyResources(outcome.resources, at);
-          log.info(
-            {
-              reason: outcome.reason,
-              bots: outcome.resources.bots.size,
-              tokens: outcome.resources.tokens.size,
-            },
-            "resources reloaded",
-          );
-          return;
-        }
-        metrics.recordReload(false, at);
-        log.error(
-          { reason: outcome.reason, problems: problemsOf(outcome.error) },
-          "resource reload failed; the previous resources keep serving",
-        );
-      },
-      onWatchError: (err, path) => log.warn({ err, path }, "cannot watch resource path"),
-    });
-    reloader = activeReloader;
-    await activeReloader.watch(initial.files);
-
-    log.info(
-      {
-        join_url: joinUrl,
-        diag_url: diagUrl,
-        cluster_name: config.clusterName,
-        bots: initial.bots.size,
-        tokens: initial.tokens.size,
-      },
-      "kube-join ready",
+/** Binds the diag listener, then the join listener; warns about plain HTTP off loopback. */
+async function listenAll(
+  parts: ServiceParts,
+  config: ServiceConfig,
+  log: Logger,
+): Promise<{ readonly joinUrl: string; readonly diagUrl: string }> {
+  const diagAddr = await listen(parts.diagServer, config.diagAddr);
+  const joinAddr = await listen(parts.joinServer, config.listenAddr);
+  const scheme = config.tls === undefined ? "http" : "https";
+  const joinUrl = `${scheme}://${formatHost(joinAddr)}`;
+  if (config.tls === undefined && !isLoopbackHost(config.listenAddr.host)) {
+    log.warn(
+      { listen_addr: joinUrl },
+      "THE JOIN LISTENER SERVES PLAIN HTTP ON A NON-LOOPBACK ADDRESS: service-account tokens and certificates cross the network unencrypted. Set tls.cert_file and tls.key_file, or put a TLS-terminating proxy in front.",
     );
+  }
+  return { joinUrl, diagUrl: `http://${formatHost(diagAddr)}` };
+}
 
-    let shutdownPromise: Promise<void> | undefined;
-    return {
-      joinUrl,
-      diagUrl,
-      state,
-      metrics,
-      async reload(reason) {
-        if (tlsFiles !== undefined && "setSecureContext" in joinServer) {
-          try {
-            joinServer.setSecureContext(readTlsFiles(tlsFiles));
-          } catch (err) {
-            log.error(
-              { problems: problemsOf(err) },
-              "TLS certificate reload failed; the previous one keeps serving",
-            );
-          }
-        }
-        await activeReloader.reload(reason);
-      },
-      shutdown() {
-        shutdownPromise ??= (async () => {
-          shuttingDown = true;
-          activeReloader.close();
-          await drain(joinServer, config.shutdownTimeoutMs, log);
-          await closeAll();
-        })();
-        return shutdownPromise;
-      },
-    };
+/** Loads (or first creates) the CA, loads the resources, and starts watching them for reloads. */
+async function loadAndWatch(
+  parts: ServiceParts,
+  config: ServiceConfig,
+  options: StartOptions,
+): Promise<ResourceReloader> {
+  const { state, metrics } = parts;
+  const { log } = options;
+  const now = options.now ?? Date.now;
+  const authority = await loadOrCreateAuthority({
+    clusterName: config.clusterName,
+    dataDir: config.dataDir,
+    tlsKeyAlgorithm: config.ca.tlsKeyType,
+    ...(config.ca.files === undefined ? {} : { files: { ...config.ca.files } }),
+    extraTrusted: {
+      tlsCertFiles: [...config.ca.extraTrusted.tlsCertFiles],
+      sshPublicKeyFiles: [...config.ca.extraTrusted.sshPublicKeyFiles],
+    },
+  });
+  state.setAuthority(authority);
+
+  const applyResources = (resources: ResourceSet, at: Date): void => {
+    state.setResources(resources);
+    metrics.recordReload(true, at);
+    metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
+    for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
+  };
+  const initial = await loadResources(config.resources);
+  applyResources(initial, new Date(now()));
+
+  const reloader = new ResourceReloader({
+    paths: config.resources,
+    load: loadResources,
+    onReload: (outcome: ReloadOutcome) => {
+      const at = new Date(now());
+      if (outcome.ok) {
+        applyResources(outcome.resources, at);
+        log.info(
+          {
+            reason: outcome.reason,
+            bots: outcome.resources.bots.size,
+            tokens: outcome.resources.tokens.size,
+          },
+          "resources reloaded",
+        );
+        return;
+      }
+      metrics.recordReload(false, at);
+      log.error(
+        { reason: outcome.reason, problems: problemsOf(outcome.error) },
+        "resource reload failed; the previous resources keep serving",
+      );
+    },
+    onWatchError: (err, path) => log.warn({ err, path }, "cannot watch resource path"),
+  });
+  try {
+    await reloader.watch(initial.files);
   } catch (err) {
-    reloader?.close();
-    await closeAll();
+    reloader.close();
     throw err;
   }
+  return reloader;
+}
+
+/** The lifecycle of a started service: reload (resources and the TLS pair) and one shutdown. */
+function running(
+  parts: ServiceParts,
+  config: ServiceConfig,
+  log: Logger,
+  urls: { readonly joinUrl: string; readonly diagUrl: string },
+  reloader: ResourceReloader,
+): RunningService {
+  const { joinServer } = parts;
+  const tlsFiles = config.tls;
+  let shutdownPromise: Promise<void> | undefined;
+  return {
+    ...urls,
+    state: parts.state,
+    metrics: parts.metrics,
+    async reload(reason) {
+      if (tlsFiles !== undefined && "setSecureContext" in joinServer) {
+        try {
+          joinServer.setSecureContext(readTlsFiles(tlsFiles));
+        } catch (err) {
+          log.error(
+            { problems: problemsOf(err) },
+            "TLS certificate reload failed; the previous one keeps serving",
+          );
+        }
+      }
+      await reloader.reload(reason);
+    },
+    shutdown() {
+      shutdownPromise ??= (async () => {
+        parts.markShuttingDown();
+        reloader.close();
+        await drain(joinServer, config.shutdownTimeoutMs, log);
+        await parts.closeAll();
+      })();
+      return shutdownPromise;
+    },
+  };
 }
 
 /**
