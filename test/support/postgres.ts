@@ -1,5 +1,13 @@
 import { execFile, execFileSync } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
@@ -50,6 +58,8 @@ export interface PostgresCluster {
   readonly port: number;
   /** The directory holding the unix socket. */
   readonly socketDir: string;
+  /** The server's main process (its backends are its children), for CPU accounting. */
+  postmasterPid(): number;
   /** A new empty database owned by `PG_USER`; resolves to its URL (password included). */
   createDatabase(name?: string): Promise<string>;
   /** A URL without the password, for tests that give it another way. */
@@ -175,6 +185,9 @@ export async function startPostgres(
   return {
     port,
     socketDir: dir,
+    postmasterPid(): number {
+      return Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n", 1)[0]);
+    },
     async createDatabase(name?: string): Promise<string> {
       const database = name ?? `kj_${process.pid}_${++databaseSeq}`;
       await admin((c) => c.query(`CREATE DATABASE ${database} OWNER ${PG_USER}`));
