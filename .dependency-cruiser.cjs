@@ -11,6 +11,14 @@ module.exports = {
       to: { path: "^src/(?!errors\\.ts$)" },
     },
     {
+      name: "yaml-reader-imports-only-leaves",
+      comment:
+        "src/yaml/ (the one reader of config, resources and the agent's config) sits below all of them: only errors, src/lib/ and the yaml package",
+      severity: "error",
+      from: { path: "^src/yaml/" },
+      to: { path: "^src/(?!errors\\.ts$|lib/|yaml/)|node_modules/(?!yaml/)" },
+    },
+    {
       name: "core-has-no-io-shell",
       comment: "jwt, rules, ca, resources never reach up into join, http, metrics, audit or wiring",
       severity: "error",

@@ -1,15 +1,19 @@
 import { strict as assert } from "node:assert";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import {
+  CONFIG_DEFAULTS,
   isLoopbackHost,
   loadConfig,
   parseConfig,
   parseListenAddress,
 } from "../src/config/config.ts";
 import { ConfigError } from "../src/errors.ts";
+import { parseResources } from "../src/resources/load.ts";
 
 const BASE = "/etc/kube-join";
 
@@ -112,21 +116,68 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
     {
       name: "unknown top-level key (a typo must not fall back to a default)",
       text: `${OK}lisen_addr: 0.0.0.0:3025\n`,
-      expected: ["kube-join.yaml:3:1: lisen_addr: unknown key (expected one of: cluster_name,"],
+      expected: [
+        'kube-join.yaml:3:1: lisen_addr: unknown field (did you mean "listen_addr"?); known fields here: cluster_name, listen_addr,',
+      ],
     },
     {
       name: "unknown nested key",
       text: `${OK}tls:\n  cert_file: a.crt\n  key_fil: a.key\n`,
       expected: [
-        "kube-join.yaml:5:3: tls.key_fil: unknown key (expected one of: cert_file, key_file)",
-        "kube-join.yaml:3:1: tls.key_file: is required",
+        "kube-join.yaml:3:1: tls.key_file: must be set",
+        'kube-join.yaml:5:3: tls.key_fil: unknown field (did you mean "key_file"?); known fields here: cert_file, key_file',
+      ],
+    },
+    {
+      name: "unknown key in a block, close to a known one",
+      text: `${OK}rate_limit: {avrage: 5}\n`,
+      expected: [
+        'kube-join.yaml:3:14: rate_limit.avrage: unknown field (did you mean "average"?); known fields here: average, period, burst',
+      ],
+    },
+    {
+      name: "unknown key far from every known one: the known keys, no hint",
+      text: `${OK}cache: {size: 5}\n`,
+      expected: ["kube-join.yaml:3:9: cache.size: unknown field; known fields here: max_entries"],
+    },
+    {
+      name: "a value close to a known one",
+      text: `${OK}log_level: inof\nca: {tls_key_type: ecdsa-p265}\n`,
+      expected: [
+        'kube-join.yaml:3:1: log_level: must be one of: trace, debug, info, warn, error, fatal, silent, got "inof" (did you mean "info"?)',
+        'kube-join.yaml:4:6: ca.tls_key_type: must be one of: ecdsa-p256, rsa-2048, got "ecdsa-p265" (did you mean "ecdsa-p256"?)',
+      ],
+    },
+    {
+      name: "listen address not a string",
+      text: `${OK}listen_addr: 3025\n`,
+      expected: ['kube-join.yaml:3:1: listen_addr: must be "host:port", got a number'],
+    },
+    {
+      name: "a required path left empty",
+      text: `${OK}tls: {cert_file: "", key_file: k.pem}\n`,
+      expected: ["kube-join.yaml:3:7: tls.cert_file: must be set"],
+    },
+    {
+      name: "a resource path that is not a string",
+      text: "cluster_name: c\nresources: [r, 5]\n",
+      expected: ["kube-join.yaml:2:16: resources[1]: must be a string, got a number"],
+    },
+    {
+      name: "problems of several blocks, all at once, top to bottom",
+      text: "shutdown_timeout: 1000h\ncerts: {max_ttl: 1m}\ncluster_name: 'a b'\nresources: []\n",
+      expected: [
+        "kube-join.yaml:1:1: shutdown_timeout: must be at most 10m",
+        "kube-join.yaml:2:9: certs.max_ttl: must not be shorter than certs.default_ttl",
+        "kube-join.yaml:3:1: cluster_name: must be letters, digits",
+        "kube-join.yaml:4:1: resources: must list at least one resource file or directory",
       ],
     },
     {
       name: "missing cluster_name and resources",
       text: "log_level: info\n",
       expected: [
-        "kube-join.yaml:1:1: cluster_name: is required",
+        "kube-join.yaml:1:1: cluster_name: must be set (the JWT audience and the CA's name)",
         "kube-join.yaml:1:1: resources: must list at least one resource file or directory",
       ],
     },
@@ -148,7 +199,9 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
     {
       name: "duration as a number",
       text: `${OK}shutdown_timeout: 10\n`,
-      expected: ["kube-join.yaml:3:1: shutdown_timeout: must be a duration string"],
+      expected: [
+        'kube-join.yaml:3:1: shutdown_timeout: must be a duration such as "1h" or "90s", got a number',
+      ],
     },
     {
       name: "default_ttl under a minute and max_ttl under default_ttl",
@@ -171,19 +224,21 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
     {
       name: "log level",
       text: `${OK}log_level: verbose\n`,
-      expected: ["kube-join.yaml:3:1: log_level: must be one of: trace, debug, info"],
+      expected: [
+        'kube-join.yaml:3:1: log_level: must be one of: trace, debug, info, warn, error, fatal, silent, got "verbose"',
+      ],
     },
     {
       name: "trust_proxy as a string",
       text: `${OK}trust_proxy: "yes"\n`,
-      expected: ["kube-join.yaml:3:1: trust_proxy: must be true or false"],
+      expected: ["kube-join.yaml:3:1: trust_proxy: must be true or false, got a string"],
     },
     {
       name: "rate limit numbers",
       text: `${OK}rate_limit: {average: 0, burst: 1.5, period: 0s}\n`,
       expected: [
-        "kube-join.yaml:3:14: rate_limit.average: must be a whole number of at least 1",
-        "kube-join.yaml:3:26: rate_limit.burst: must be a whole number of at least 1",
+        "kube-join.yaml:3:14: rate_limit.average: must be a whole number of at least 1, got 0",
+        "kube-join.yaml:3:26: rate_limit.burst: must be a whole number of at least 1, got 1.5",
         "kube-join.yaml:3:38: rate_limit.period: must be longer than 0",
       ],
     },
@@ -195,42 +250,48 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
     {
       name: "cache size",
       text: `${OK}cache: {max_entries: many}\n`,
-      expected: ["kube-join.yaml:3:9: cache.max_entries: must be a whole number of at least 1"],
+      expected: [
+        "kube-join.yaml:3:9: cache.max_entries: must be a whole number of at least 1, got a string",
+      ],
     },
     {
       name: "CA files given only in part",
       text: `${OK}ca: {tls_key_file: k.pem}\n`,
       expected: [
-        "kube-join.yaml:3:1: ca: tls_key_file, tls_cert_file and ssh_key_file go together",
+        "kube-join.yaml:3:1: ca: tls_key_file, tls_cert_file and ssh_key_file go together: give all three or none",
       ],
     },
     {
       name: "CA key type",
       text: `${OK}ca: {tls_key_type: dsa}\n`,
-      expected: ["kube-join.yaml:3:6: ca.tls_key_type: must be one of: ecdsa-p256, rsa-2048"],
+      expected: [
+        'kube-join.yaml:3:6: ca.tls_key_type: must be one of: ecdsa-p256, rsa-2048, got "dsa"',
+      ],
     },
     {
       name: "resources not a list, path not a string",
       text: "cluster_name: c\nresources: r\naudit: {file: 5}\n",
       expected: [
-        "kube-join.yaml:2:1: resources: must be a list of paths",
-        "kube-join.yaml:3:9: audit.file: must be a non-empty string",
+        "kube-join.yaml:2:1: resources: must be a list, got a string",
+        "kube-join.yaml:3:9: audit.file: must be a string, got a number",
       ],
     },
     {
       name: "a block that is not a mapping",
       text: `${OK}certs: [1h]\n`,
-      expected: ["kube-join.yaml:3:1: certs: must be a mapping"],
+      expected: ["kube-join.yaml:3:1: certs: must be a mapping, got a list"],
     },
     {
       name: "the whole file not a mapping",
       text: "- cluster_name\n",
-      expected: ["kube-join.yaml:1:1: the config file must be a mapping"],
+      expected: ["kube-join.yaml:1:1: the config file must be a mapping, got a list"],
     },
     {
       name: "empty file",
       text: "",
-      expected: ["kube-join.yaml:1:1: the config file is empty"],
+      expected: [
+        "kube-join.yaml:1:1: the config file is empty: it must be a mapping with at least cluster_name and resources",
+      ],
     },
     {
       name: "YAML syntax error",
@@ -259,6 +320,90 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
       });
     });
   }
+});
+
+test('an empty value (null or "") means the default, as in resources', () => {
+  const config = parseConfig(
+    "kube-join.yaml",
+    `${OK}listen_addr:\nlog_level: ""\ncerts: {default_ttl: null}\naudit: {file: ""}\nrate_limit:\n`,
+    BASE,
+  );
+  assert.deepEqual(config.listenAddr, { host: "127.0.0.1", port: 3025 });
+  assert.equal(config.logLevel, "info");
+  assert.equal(config.certs.defaultTtlMs, 3_600_000);
+  assert.deepEqual(config.audit, { file: undefined });
+  assert.deepEqual(config.rateLimit, { average: 120, periodMs: 60_000, burst: 480 });
+});
+
+test("each default is declared once, checked like a given value, and docs/service.md quotes it", () => {
+  // A config that writes every default out reads the same as one that leaves them all unset.
+  const byBlock = new Map<string, string[]>();
+  for (const [key, value] of Object.entries(CONFIG_DEFAULTS)) {
+    const [block = "", field] = key.split(".");
+    const lines = byBlock.get(block) ?? [];
+    lines.push(field === undefined ? `${block}: ${String(value)}` : `  ${field}: ${String(value)}`);
+    byBlock.set(block, lines);
+  }
+  const text = [...byBlock].map(([block, lines]) =>
+    lines[0]?.startsWith(" ") === true ? `${block}:\n${lines.join("\n")}` : lines.join("\n"),
+  );
+  assert.deepEqual(
+    parseConfig("kube-join.yaml", `${OK}${text.join("\n")}\n`, BASE),
+    parseConfig("kube-join.yaml", OK, BASE),
+  );
+
+  const docs = readFileSync(new URL("../docs/service.md", import.meta.url), "utf8");
+  const reference = docs.split("\n## Configuration reference\n")[1]?.split("\n## ")[0] ?? "";
+  const rows = new Map<string, string>();
+  for (const line of reference.split("\n")) {
+    const cells = /^\| (`[^|]+`)\s*\| ([^|]+?)\s*\|/.exec(line);
+    if (cells === null) continue;
+    for (const key of cells[1]?.match(/`[^`]+`/g) ?? []) rows.set(key.slice(1, -1), cells[2] ?? "");
+  }
+  for (const [key, value] of Object.entries(CONFIG_DEFAULTS)) {
+    assert.equal(rows.get(key), `\`${String(value)}\``, `docs/service.md default of ${key}`);
+  }
+  // And the docs claim no default the code does not declare (lists default to empty).
+  for (const [key, cell] of rows) {
+    if (/^`[^`]*`$/.test(cell) && cell !== "`[]`") {
+      assert.ok(key in CONFIG_DEFAULTS, `docs/service.md gives ${key} a default ${cell}`);
+    }
+  }
+  assert.ok(rows.size >= Object.keys(CONFIG_DEFAULTS).length, "the reference table was found");
+});
+
+test("the config and the resources speak one dialect: the same typo, the same message", () => {
+  const [configProblem] = problemsOf(`${OK}lisen_addr: 0.0.0.0:3025\n`);
+  let resourceProblem: string | undefined;
+  try {
+    parseResources([
+      { file: "bot.yaml", text: "kind: bot\nversion: v1\nmetadata: {name: b}\nspce: {}\n" },
+    ]);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    resourceProblem = err.problems[0];
+  }
+  const shape = /^[^:]+:\d+:\d+: \w+: unknown field \(did you mean "\w+"\?\); known fields here: /;
+  assert.match(configProblem ?? "", shape);
+  assert.match(resourceProblem ?? "", shape);
+  assert.match(resourceProblem ?? "", /spce: unknown field \(did you mean "spec"\?\)/);
+});
+
+test("importing the config loader does not load the CA (no global Reflect.getMetadata)", () => {
+  // A fresh process, since this one may have loaded the CA through another test file.
+  const module = new URL("../src/config/config.ts", import.meta.url).href;
+  const out = execFileSync(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "--input-type=module",
+      "-e",
+      `await import(${JSON.stringify(module)}); console.log(typeof Reflect.getMetadata);`,
+    ],
+    { encoding: "utf8", cwd: fileURLToPath(new URL("..", import.meta.url)) },
+  );
+  assert.equal(out, "undefined\n");
 });
 
 test("loadConfig resolves relative paths against the config file's directory", async () => {

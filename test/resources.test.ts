@@ -700,6 +700,13 @@ const BOT_CASES: { name: string; text: string; problems: string[] }[] = [
     problems: ["bots.yaml:10:3: spec.max_session_ttl: must be between 1m and 168h, got 169h"],
   },
   {
+    name: "max_session_ttl as a number (the config's wording for a duration)",
+    text: edit(BOTS, ["max_session_ttl: 1h", "max_session_ttl: 3600"]),
+    problems: [
+      'bots.yaml:10:3: spec.max_session_ttl: must be a duration such as "1h" or "90s", got a number',
+    ],
+  },
+  {
     name: "metadata.expires on a bot",
     text: edit(BOTS, ["  name: robot\n", '  name: robot\n  expires: "2030-01-01T00:00:00Z"\n']),
     problems: [

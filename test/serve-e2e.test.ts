@@ -373,7 +373,11 @@ test("bad config and bad resources stop start-up with exit 1 and file:line:col",
   );
   const badConfig = await runCli(["serve", "--config", join(dir, "config.yaml")]);
   assert.equal(badConfig.code, 1);
-  assert.match(badConfig.stderr, /config\.yaml:3:1: lisen_addr: unknown key/);
+  assert.match(
+    badConfig.stderr,
+    // stderr is a JSON log line, so the hint's quotes come escaped.
+    /config\.yaml:3:1: lisen_addr: unknown field \(did you mean \\"listen_addr\\"\?\)/,
+  );
 
   writeFileSync(
     join(dir, "config.yaml"),

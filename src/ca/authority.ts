@@ -9,6 +9,7 @@ import {
 import { join } from "node:path";
 import { x509 } from "./peculiar-x509.ts";
 import { ConfigError, JoinError } from "../errors.ts";
+import { CLUSTER_NAME_PATTERN } from "../lib/cluster-name.ts";
 import { BOT_NAME_PATTERN } from "../resources/bot.ts";
 import { encodeJoinAttributes, type JoinAttributes } from "./join-attributes.ts";
 import {
@@ -88,8 +89,6 @@ export interface CertificateAuthority {
 }
 
 const CA_LIFETIME_MS = 3652 * 24 * 3600 * 1000; // 10 years
-/** What a cluster name may be: it names the CA and, lower-cased, the SPIFFE trust domain. */
-export const CLUSTER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 const MIN_RSA_CA_BITS = 2048;
 
 /**

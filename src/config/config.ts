@@ -1,25 +1,32 @@
 /**
  * The service's config file (`kube-join serve --config FILE`): parsed once at start-up, checked
- * eagerly, every problem reported as `file:line:col: key.path: message`. Relative paths resolve
- * against the config file's directory.
+ * eagerly by the one admin-YAML reader (`src/yaml/field-reader.ts`, the dialect of the resources
+ * too), every problem reported at once as `file:line:col: key.path: message`. Relative paths
+ * resolve against the config file's directory.
+ *
+ * Imports only leaves and the YAML reader: loading the config must not load the CA or a crypto
+ * library (test/config.test.ts checks that importing this module leaves `Reflect` alone).
  */
 import { readFile } from "node:fs/promises";
-import { dirname, isAbsolute, resolve } from "node:path";
-import { CLUSTER_NAME_PATTERN } from "../ca/authority.ts";
-import { parseDuration } from "../lib/duration.ts";
+import { dirname, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
+import { CLUSTER_NAME_PATTERN } from "../lib/cluster-name.ts";
+import { isPlainObject } from "../lib/plain-object.ts";
 import {
-  formatFieldPath,
-  parseYamlDocument,
-  type FieldPath,
-  type YamlSource,
-} from "../yaml/yaml-source.ts";
+  Diagnostics,
+  FieldReader,
+  describe,
+  inFileOrder,
+  orDefault,
+} from "../yaml/field-reader.ts";
+import { parseYamlDocument, type FieldPath } from "../yaml/yaml-source.ts";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export const TLS_KEY_TYPES = ["ecdsa-p256", "rsa-2048"] as const;
-export type TlsKeyType = (typeof TLS_KEY_TYPES)[number];
+/** What `ca.tls_key_type` may ask for when kube-join generates its TLS CA key. */
+export const CA_TLS_KEY_ALGORITHMS = ["ecdsa-p256", "rsa-2048"] as const;
+export type CaTlsKeyAlgorithm = (typeof CA_TLS_KEY_ALGORITHMS)[number];
 
 /** A `host:port` to bind; `[::1]:3025` for IPv6. Port 0 picks a free port (tests). */
 export interface ListenAddress {
@@ -41,7 +48,7 @@ export interface ServiceConfig {
   readonly resources: readonly string[];
   readonly dataDir: string;
   readonly ca: {
-    readonly tlsKeyType: TlsKeyType;
+    readonly tlsKeyType: CaTlsKeyAlgorithm;
     /** Key and certificate files (e.g. a Secret mount) instead of the ones in `data_dir`. */
     readonly files:
       | { readonly tlsKeyFile: string; readonly tlsCertFile: string; readonly sshKeyFile: string }
@@ -66,21 +73,48 @@ export interface ServiceConfig {
   readonly shutdownTimeoutMs: number;
 }
 
-const MAX_SHUTDOWN_TIMEOUT_MS = 10 * 60_000;
-
+/**
+ * The one place each default is declared, keyed by the key path an admin writes and valued as an
+ * admin would write it: the reader checks a default exactly like a given value, and the
+ * configuration reference in docs/service.md quotes these verbatim (a test holds it to that).
+ */
 export const CONFIG_DEFAULTS = {
-  listenAddr: "127.0.0.1:3025",
-  diagAddr: "127.0.0.1:3000",
-  dataDir: "./data",
-  defaultTtl: "1h",
-  maxTtl: "24h",
-  rateLimitAverage: 120,
-  rateLimitPeriod: "1m",
-  rateLimitBurst: 480,
-  cacheMaxEntries: 100_000,
-  logLevel: "info",
-  shutdownTimeout: "10s",
+  listen_addr: "127.0.0.1:3025",
+  diag_addr: "127.0.0.1:3000",
+  trust_proxy: false,
+  data_dir: "./data",
+  "ca.tls_key_type": "ecdsa-p256",
+  "certs.default_ttl": "1h",
+  "certs.max_ttl": "24h",
+  "rate_limit.average": 120,
+  "rate_limit.period": "1m",
+  "rate_limit.burst": 480,
+  "cache.max_entries": 100_000,
+  log_level: "info",
+  shutdown_timeout: "10s",
 } as const;
+
+const ROOT_FIELDS = [
+  "cluster_name",
+  "listen_addr",
+  "diag_addr",
+  "tls",
+  "trust_proxy",
+  "resources",
+  "data_dir",
+  "ca",
+  "certs",
+  "oidc",
+  "rate_limit",
+  "cache",
+  "audit",
+  "log_level",
+  "shutdown_timeout",
+] as const;
+
+const MIN_DEFAULT_TTL_MS = 60_000;
+// Beyond setTimeout's range Node fires at once, which would cut the drain short.
+const MAX_SHUTDOWN_TIMEOUT_MS = 10 * 60_000;
 
 /** Reads and validates a config file. @throws ConfigError with every problem found. */
 export async function loadConfig(file: string): Promise<ServiceConfig> {
@@ -98,335 +132,323 @@ export async function loadConfig(file: string): Promise<ServiceConfig> {
 
 /**
  * Validates a config text. `file` names the file in messages; `baseDir` anchors relative paths.
- * @throws ConfigError with every problem found.
+ * @throws ConfigError with every problem found, top to bottom.
  */
 export function parseConfig(file: string, text: string, baseDir: string): ServiceConfig {
   const source = parseYamlDocument(file, text);
-  const reader = new Reader(source, baseDir);
-  const config = reader.read(resolve(file));
-  if (config === undefined || reader.problems.length > 0) throw new ConfigError(reader.problems);
+  const diagnostics = new Diagnostics();
+  const r = new FieldReader(source, diagnostics);
+  let config: ServiceConfig | undefined;
+  if (source.value === undefined || source.value === null) {
+    r.error(
+      [],
+      "the config file is empty: it must be a mapping with at least cluster_name and resources",
+    );
+  } else if (!isPlainObject(source.value)) {
+    r.error([], `the config file must be a mapping, got ${describe(source.value)}`);
+  } else {
+    config = readRoot(r, source.value, resolve(file), baseDir);
+  }
+  if (config === undefined || diagnostics.problems.length > 0) {
+    throw new ConfigError(inFileOrder(diagnostics.problems, [file]));
+  }
   return config;
 }
 
-type Obj = Record<string, unknown>;
+type Block = Record<string, unknown>;
 
-/** Walks the document once, collecting every problem instead of stopping at the first. */
-class Reader {
-  readonly problems: string[] = [];
-  readonly #source: YamlSource;
-  readonly #baseDir: string;
-
-  constructor(source: YamlSource, baseDir: string) {
-    this.#source = source;
-    this.#baseDir = baseDir;
+/**
+ * One reader per block below; each returns its part, or undefined when the part had a problem
+ * (recorded in `r`). The config exists only when no part had one.
+ */
+function readRoot(
+  r: FieldReader,
+  root: Block,
+  file: string,
+  baseDir: string,
+): ServiceConfig | undefined {
+  r.mapping([], root, ROOT_FIELDS);
+  const clusterName = readClusterName(r, root["cluster_name"]);
+  const listeners = readListeners(r, root, baseDir);
+  const resources = readResources(r, root["resources"], baseDir);
+  const dataDir = r.optionalPath(
+    ["data_dir"],
+    orDefault(root["data_dir"], CONFIG_DEFAULTS.data_dir),
+    baseDir,
+  );
+  const ca = readCa(r, root["ca"], baseDir);
+  const certs = readCerts(r, root["certs"]);
+  const oidc = readOidc(r, root["oidc"], baseDir);
+  const rateLimit = readRateLimit(r, root["rate_limit"]);
+  const cache = readCache(r, root["cache"]);
+  const audit = readAudit(r, root["audit"], baseDir);
+  const lifecycle = readLifecycle(r, root);
+  if (
+    r.problemCount > 0 ||
+    clusterName === undefined ||
+    listeners === undefined ||
+    resources === undefined ||
+    dataDir === undefined ||
+    ca === undefined ||
+    certs === undefined ||
+    oidc === undefined ||
+    rateLimit === undefined ||
+    cache === undefined ||
+    audit === undefined ||
+    lifecycle === undefined
+  ) {
+    return undefined;
   }
+  return {
+    file,
+    clusterName,
+    ...listeners,
+    resources,
+    dataDir,
+    ca,
+    certs,
+    oidc,
+    rateLimit,
+    cache,
+    audit,
+    ...lifecycle,
+  };
+}
 
-  /** The config, or undefined when the document is not a mapping at all (see `problems`). */
-  read(file: string): ServiceConfig | undefined {
-    const value = this.#source.value;
-    if (value === undefined || value === null) {
-      this.problems.push(
-        `${this.#source.file}:1:1: the config file is empty: it must be a mapping with at least cluster_name and resources`,
-      );
-      return undefined;
-    }
-    const root = this.#object([], value, true);
-    if (root === undefined) return undefined;
-    return this.#readRoot(file, root);
+function readClusterName(r: FieldReader, value: unknown): string | undefined {
+  const path = ["cluster_name"];
+  const name = r.requiredString(path, value, "must be set (the JWT audience and the CA's name)");
+  if (name === undefined) return undefined;
+  if (!CLUSTER_NAME_PATTERN.test(name)) {
+    r.error(
+      path,
+      "must be letters, digits, '.', '-' or '_', starting with a letter or digit (it names the CA and the SPIFFE trust domain)",
+    );
+    return undefined;
   }
+  return name;
+}
 
-  #readRoot(file: string, root: Obj): ServiceConfig {
-    this.#known([], root, [
-      "cluster_name",
-      "listen_addr",
-      "diag_addr",
-      "tls",
-      "trust_proxy",
-      "resources",
-      "data_dir",
-      "ca",
-      "certs",
-      "oidc",
-      "rate_limit",
-      "cache",
-      "audit",
-      "log_level",
-      "shutdown_timeout",
-    ]);
+/** `listen_addr`, `diag_addr`, `tls` and `trust_proxy`: how the two listeners open. */
+function readListeners(
+  r: FieldReader,
+  root: Block,
+  baseDir: string,
+): Pick<ServiceConfig, "listenAddr" | "diagAddr" | "tls" | "trustProxy"> | undefined {
+  const before = r.problemCount;
+  const listenAddr = readAddress(
+    r,
+    ["listen_addr"],
+    orDefault(root["listen_addr"], CONFIG_DEFAULTS.listen_addr),
+  );
+  const diagAddr = readAddress(
+    r,
+    ["diag_addr"],
+    orDefault(root["diag_addr"], CONFIG_DEFAULTS.diag_addr),
+  );
+  const block = r.optionalMapping(["tls"], root["tls"], ["cert_file", "key_file"]);
+  let tls: ServiceConfig["tls"];
+  if (block !== undefined) {
+    const certFile = r.requiredPath(["tls", "cert_file"], block["cert_file"], baseDir);
+    const keyFile = r.requiredPath(["tls", "key_file"], block["key_file"], baseDir);
+    if (certFile !== undefined && keyFile !== undefined) tls = { certFile, keyFile };
+  }
+  const trustProxy = r.optionalBoolean(
+    ["trust_proxy"],
+    orDefault(root["trust_proxy"], CONFIG_DEFAULTS.trust_proxy),
+  );
+  if (
+    r.problemCount > before ||
+    listenAddr === undefined ||
+    diagAddr === undefined ||
+    trustProxy === undefined
+  ) {
+    return undefined;
+  }
+  return { listenAddr, diagAddr, tls, trustProxy };
+}
 
-    const clusterName = this.#string(["cluster_name"], root["cluster_name"]);
-    if (clusterName === undefined && !("cluster_name" in root)) {
-      this.#problem(["cluster_name"], "is required (the JWT audience and the CA's name)");
-    } else if (clusterName !== undefined && !CLUSTER_NAME_PATTERN.test(clusterName)) {
-      this.#problem(
-        ["cluster_name"],
-        "must be letters, digits, '.', '-' or '_', starting with a letter or digit (it names the CA and the SPIFFE trust domain)",
-      );
-    }
+function readAddress(r: FieldReader, path: FieldPath, value: unknown): ListenAddress | undefined {
+  if (typeof value !== "string") {
+    r.error(path, `must be "host:port", got ${describe(value)}`);
+    return undefined;
+  }
+  const parsed = parseListenAddress(value);
+  if (typeof parsed === "string") {
+    r.error(path, parsed);
+    return undefined;
+  }
+  return parsed;
+}
 
-    const tlsBlock = this.#object(["tls"], root["tls"]);
-    let tls: ServiceConfig["tls"];
-    if (tlsBlock !== undefined) {
-      this.#known(["tls"], tlsBlock, ["cert_file", "key_file"]);
-      const certFile = this.#path(["tls", "cert_file"], tlsBlock["cert_file"], true);
-      const keyFile = this.#path(["tls", "key_file"], tlsBlock["key_file"], true);
-      if (certFile !== undefined && keyFile !== undefined) tls = { certFile, keyFile };
-    }
+function readResources(r: FieldReader, value: unknown, baseDir: string): string[] | undefined {
+  const before = r.problemCount;
+  const list = r.pathList(["resources"], value, baseDir);
+  if (r.problemCount > before) return undefined;
+  if (list === undefined || list.length === 0) {
+    r.error(["resources"], "must list at least one resource file or directory");
+    return undefined;
+  }
+  return list;
+}
 
-    const resources = this.#pathList(["resources"], root["resources"]);
-    if (resources.length === 0 && !this.#hasProblemAt(["resources"])) {
-      this.#problem(["resources"], "must list at least one resource file or directory");
-    }
-
-    const caBlock = this.#object(["ca"], root["ca"]) ?? {};
-    this.#known(["ca"], caBlock, [
+function readCa(r: FieldReader, value: unknown, baseDir: string): ServiceConfig["ca"] | undefined {
+  const before = r.problemCount;
+  const block =
+    r.optionalMapping(["ca"], value, [
       "tls_key_type",
       "tls_key_file",
       "tls_cert_file",
       "ssh_key_file",
       "extra_trusted",
-    ]);
-    const tlsKeyType =
-      this.#enum(["ca", "tls_key_type"], caBlock["tls_key_type"], TLS_KEY_TYPES) ?? "ecdsa-p256";
-    const tlsKeyFile = this.#path(["ca", "tls_key_file"], caBlock["tls_key_file"]);
-    const tlsCertFile = this.#path(["ca", "tls_cert_file"], caBlock["tls_cert_file"]);
-    const sshKeyFile = this.#path(["ca", "ssh_key_file"], caBlock["ssh_key_file"]);
-    const given = [tlsKeyFile, tlsCertFile, sshKeyFile].filter((f) => f !== undefined).length;
-    let caFiles: ServiceConfig["ca"]["files"];
-    if (tlsKeyFile !== undefined && tlsCertFile !== undefined && sshKeyFile !== undefined) {
-      caFiles = { tlsKeyFile, tlsCertFile, sshKeyFile };
-    } else if (given > 0) {
-      this.#problem(
-        ["ca"],
-        "tls_key_file, tls_cert_file and ssh_key_file go together: give all three or none",
-      );
-    }
-    const extraBlock = this.#object(["ca", "extra_trusted"], caBlock["extra_trusted"]) ?? {};
-    this.#known(["ca", "extra_trusted"], extraBlock, ["tls_cert_files", "ssh_public_key_files"]);
-    const extraTrusted = {
-      tlsCertFiles: this.#pathList(
-        ["ca", "extra_trusted", "tls_cert_files"],
-        extraBlock["tls_cert_files"],
-      ),
-      sshPublicKeyFiles: this.#pathList(
-        ["ca", "extra_trusted", "ssh_public_key_files"],
-        extraBlock["ssh_public_key_files"],
-      ),
-    };
-
-    const certsBlock = this.#object(["certs"], root["certs"]) ?? {};
-    this.#known(["certs"], certsBlock, ["default_ttl", "max_ttl"]);
-    const defaultTtlMs = this.#duration(
-      ["certs", "default_ttl"],
-      certsBlock["default_ttl"],
-      CONFIG_DEFAULTS.defaultTtl,
+    ]) ?? {};
+  const tlsKeyType = r.optionalEnum(
+    ["ca", "tls_key_type"],
+    orDefault(block["tls_key_type"], CONFIG_DEFAULTS["ca.tls_key_type"]),
+    CA_TLS_KEY_ALGORITHMS,
+  );
+  const tlsKeyFile = r.optionalPath(["ca", "tls_key_file"], block["tls_key_file"], baseDir);
+  const tlsCertFile = r.optionalPath(["ca", "tls_cert_file"], block["tls_cert_file"], baseDir);
+  const sshKeyFile = r.optionalPath(["ca", "ssh_key_file"], block["ssh_key_file"], baseDir);
+  let files: ServiceConfig["ca"]["files"];
+  if (tlsKeyFile !== undefined && tlsCertFile !== undefined && sshKeyFile !== undefined) {
+    files = { tlsKeyFile, tlsCertFile, sshKeyFile };
+  } else if ([tlsKeyFile, tlsCertFile, sshKeyFile].some((f) => f !== undefined)) {
+    r.error(
+      ["ca"],
+      "tls_key_file, tls_cert_file and ssh_key_file go together: give all three or none",
     );
-    const maxTtlMs = this.#duration(
-      ["certs", "max_ttl"],
-      certsBlock["max_ttl"],
-      CONFIG_DEFAULTS.maxTtl,
-    );
-    if (defaultTtlMs !== undefined && defaultTtlMs < 60_000) {
-      this.#problem(["certs", "default_ttl"], "must be at least 1m");
-    }
-    if (defaultTtlMs !== undefined && maxTtlMs !== undefined && maxTtlMs < defaultTtlMs) {
-      this.#problem(["certs", "max_ttl"], "must not be shorter than certs.default_ttl");
-    }
-
-    const oidcBlock = this.#object(["oidc"], root["oidc"]) ?? {};
-    this.#known(["oidc"], oidcBlock, ["ca_file"]);
-    const oidcCaFile = this.#path(["oidc", "ca_file"], oidcBlock["ca_file"]);
-
-    const rateBlock = this.#object(["rate_limit"], root["rate_limit"]) ?? {};
-    this.#known(["rate_limit"], rateBlock, ["average", "period", "burst"]);
-    const average = this.#positiveInt(
-      ["rate_limit", "average"],
-      rateBlock["average"],
-      CONFIG_DEFAULTS.rateLimitAverage,
-    );
-    const periodMs = this.#duration(
-      ["rate_limit", "period"],
-      rateBlock["period"],
-      CONFIG_DEFAULTS.rateLimitPeriod,
-    );
-    const burst = this.#positiveInt(
-      ["rate_limit", "burst"],
-      rateBlock["burst"],
-      CONFIG_DEFAULTS.rateLimitBurst,
-    );
-    if (periodMs === 0) this.#problem(["rate_limit", "period"], "must be longer than 0");
-    if (average !== undefined && burst !== undefined && burst < average) {
-      // Teleport's limiter never lets the bucket hold fewer than one period's worth.
-      this.#problem(["rate_limit", "burst"], "must be at least rate_limit.average");
-    }
-
-    const cacheBlock = this.#object(["cache"], root["cache"]) ?? {};
-    this.#known(["cache"], cacheBlock, ["max_entries"]);
-    const maxEntries = this.#positiveInt(
-      ["cache", "max_entries"],
-      cacheBlock["max_entries"],
-      CONFIG_DEFAULTS.cacheMaxEntries,
-    );
-
-    const auditBlock = this.#object(["audit"], root["audit"]) ?? {};
-    this.#known(["audit"], auditBlock, ["file"]);
-    const auditFile = this.#path(["audit", "file"], auditBlock["file"]);
-
-    const listenAddr = this.#address(
-      ["listen_addr"],
-      root["listen_addr"],
-      CONFIG_DEFAULTS.listenAddr,
-    );
-    const diagAddr = this.#address(["diag_addr"], root["diag_addr"], CONFIG_DEFAULTS.diagAddr);
-    const trustProxy = this.#boolean(["trust_proxy"], root["trust_proxy"], false);
-    const dataDir =
-      this.#path(["data_dir"], root["data_dir"]) ?? resolve(this.#baseDir, CONFIG_DEFAULTS.dataDir);
-    const logLevel =
-      this.#enum(["log_level"], root["log_level"], LOG_LEVELS) ?? CONFIG_DEFAULTS.logLevel;
-    const shutdownTimeoutMs = this.#duration(
-      ["shutdown_timeout"],
-      root["shutdown_timeout"],
-      CONFIG_DEFAULTS.shutdownTimeout,
-    );
-    if (shutdownTimeoutMs !== undefined && shutdownTimeoutMs > MAX_SHUTDOWN_TIMEOUT_MS) {
-      // Beyond setTimeout's range Node fires at once, which would cut the drain short.
-      this.#problem(["shutdown_timeout"], "must be at most 10m");
-    }
-
-    return {
-      file,
-      clusterName: clusterName ?? "",
-      listenAddr: listenAddr ?? { host: "127.0.0.1", port: 3025 },
-      diagAddr: diagAddr ?? { host: "127.0.0.1", port: 3000 },
-      tls,
-      trustProxy,
-      resources,
-      dataDir,
-      ca: { tlsKeyType, files: caFiles, extraTrusted },
-      certs: { defaultTtlMs: defaultTtlMs ?? 3_600_000, maxTtlMs: maxTtlMs ?? 86_400_000 },
-      oidc: { caFile: oidcCaFile },
-      rateLimit: { average: average ?? 120, periodMs: periodMs ?? 60_000, burst: burst ?? 480 },
-      cache: { maxEntries: maxEntries ?? CONFIG_DEFAULTS.cacheMaxEntries },
-      audit: { file: auditFile },
-      logLevel,
-      shutdownTimeoutMs: shutdownTimeoutMs ?? 10_000,
-    };
   }
+  const extraPath = ["ca", "extra_trusted"];
+  const extra =
+    r.optionalMapping(extraPath, block["extra_trusted"], [
+      "tls_cert_files",
+      "ssh_public_key_files",
+    ]) ?? {};
+  const extraTrusted = {
+    tlsCertFiles: r.pathList([...extraPath, "tls_cert_files"], extra["tls_cert_files"], baseDir),
+    sshPublicKeyFiles: r.pathList(
+      [...extraPath, "ssh_public_key_files"],
+      extra["ssh_public_key_files"],
+      baseDir,
+    ),
+  };
+  if (r.problemCount > before || tlsKeyType === undefined) return undefined;
+  return {
+    tlsKeyType,
+    files,
+    extraTrusted: {
+      tlsCertFiles: extraTrusted.tlsCertFiles ?? [],
+      sshPublicKeyFiles: extraTrusted.sshPublicKeyFiles ?? [],
+    },
+  };
+}
 
-  #problem(path: FieldPath, message: string): void {
-    this.problems.push(this.#source.problem(path, message));
+function readCerts(r: FieldReader, value: unknown): ServiceConfig["certs"] | undefined {
+  const before = r.problemCount;
+  const block = r.optionalMapping(["certs"], value, ["default_ttl", "max_ttl"]) ?? {};
+  const defaultTtlMs = r.optionalDuration(
+    ["certs", "default_ttl"],
+    orDefault(block["default_ttl"], CONFIG_DEFAULTS["certs.default_ttl"]),
+  );
+  const maxTtlMs = r.optionalDuration(
+    ["certs", "max_ttl"],
+    orDefault(block["max_ttl"], CONFIG_DEFAULTS["certs.max_ttl"]),
+  );
+  if (defaultTtlMs !== undefined && defaultTtlMs < MIN_DEFAULT_TTL_MS) {
+    r.error(["certs", "default_ttl"], "must be at least 1m");
   }
+  if (defaultTtlMs !== undefined && maxTtlMs !== undefined && maxTtlMs < defaultTtlMs) {
+    r.error(["certs", "max_ttl"], "must not be shorter than certs.default_ttl");
+  }
+  if (r.problemCount > before || defaultTtlMs === undefined || maxTtlMs === undefined) {
+    return undefined;
+  }
+  return { defaultTtlMs, maxTtlMs };
+}
 
-  #hasProblemAt(path: FieldPath): boolean {
-    const needle = `: ${formatFieldPath(path)}`;
-    return this.problems.some((p) => p.includes(needle));
-  }
+function readOidc(
+  r: FieldReader,
+  value: unknown,
+  baseDir: string,
+): ServiceConfig["oidc"] | undefined {
+  const before = r.problemCount;
+  const block = r.optionalMapping(["oidc"], value, ["ca_file"]) ?? {};
+  const caFile = r.optionalPath(["oidc", "ca_file"], block["ca_file"], baseDir);
+  return r.problemCount > before ? undefined : { caFile };
+}
 
-  /** Reports keys outside `allowed` (a typo like `lisen_addr` must not silently fall back). */
-  #known(path: FieldPath, obj: Obj, allowed: readonly string[]): void {
-    for (const key of Object.keys(obj)) {
-      if (!allowed.includes(key)) {
-        this.#problem([...path, key], `unknown key (expected one of: ${allowed.join(", ")})`);
-      }
-    }
+function readRateLimit(r: FieldReader, value: unknown): ServiceConfig["rateLimit"] | undefined {
+  const before = r.problemCount;
+  const block = r.optionalMapping(["rate_limit"], value, ["average", "period", "burst"]) ?? {};
+  const average = r.optionalPositiveInt(
+    ["rate_limit", "average"],
+    orDefault(block["average"], CONFIG_DEFAULTS["rate_limit.average"]),
+  );
+  const periodMs = r.optionalDuration(
+    ["rate_limit", "period"],
+    orDefault(block["period"], CONFIG_DEFAULTS["rate_limit.period"]),
+  );
+  const burst = r.optionalPositiveInt(
+    ["rate_limit", "burst"],
+    orDefault(block["burst"], CONFIG_DEFAULTS["rate_limit.burst"]),
+  );
+  if (periodMs === 0) r.error(["rate_limit", "period"], "must be longer than 0");
+  if (average !== undefined && burst !== undefined && burst < average) {
+    // Teleport's limiter never lets the bucket hold fewer than one period's worth.
+    r.error(["rate_limit", "burst"], "must be at least rate_limit.average");
   }
+  if (
+    r.problemCount > before ||
+    average === undefined ||
+    periodMs === undefined ||
+    burst === undefined
+  ) {
+    return undefined;
+  }
+  return { average, periodMs, burst };
+}
 
-  #object(path: FieldPath, value: unknown, root = false): Obj | undefined {
-    if (value === undefined || value === null) return undefined;
-    if (typeof value !== "object" || Array.isArray(value)) {
-      this.#problem(path, root ? "the config file must be a mapping" : "must be a mapping");
-      return undefined;
-    }
-    return value as Obj;
-  }
+function readCache(r: FieldReader, value: unknown): ServiceConfig["cache"] | undefined {
+  const block = r.optionalMapping(["cache"], value, ["max_entries"]) ?? {};
+  const maxEntries = r.optionalPositiveInt(
+    ["cache", "max_entries"],
+    orDefault(block["max_entries"], CONFIG_DEFAULTS["cache.max_entries"]),
+  );
+  return maxEntries === undefined ? undefined : { maxEntries };
+}
 
-  #string(path: FieldPath, value: unknown): string | undefined {
-    if (value === undefined) return undefined;
-    if (typeof value !== "string" || value.trim() === "") {
-      this.#problem(path, "must be a non-empty string");
-      return undefined;
-    }
-    return value;
-  }
+function readAudit(
+  r: FieldReader,
+  value: unknown,
+  baseDir: string,
+): ServiceConfig["audit"] | undefined {
+  const before = r.problemCount;
+  const block = r.optionalMapping(["audit"], value, ["file"]) ?? {};
+  const file = r.optionalPath(["audit", "file"], block["file"], baseDir);
+  return r.problemCount > before ? undefined : { file };
+}
 
-  #path(path: FieldPath, value: unknown, required = false): string | undefined {
-    if (value === undefined && required) {
-      this.#problem(path, "is required");
-      return undefined;
-    }
-    const text = this.#string(path, value);
-    if (text === undefined) return undefined;
-    return isAbsolute(text) ? text : resolve(this.#baseDir, text);
+/** `log_level` and `shutdown_timeout`: how the process itself behaves. */
+function readLifecycle(
+  r: FieldReader,
+  root: Block,
+): Pick<ServiceConfig, "logLevel" | "shutdownTimeoutMs"> | undefined {
+  const logLevel = r.optionalEnum(
+    ["log_level"],
+    orDefault(root["log_level"], CONFIG_DEFAULTS.log_level),
+    LOG_LEVELS,
+  );
+  const shutdownTimeoutMs = r.optionalDuration(
+    ["shutdown_timeout"],
+    orDefault(root["shutdown_timeout"], CONFIG_DEFAULTS.shutdown_timeout),
+  );
+  if (shutdownTimeoutMs !== undefined && shutdownTimeoutMs > MAX_SHUTDOWN_TIMEOUT_MS) {
+    r.error(["shutdown_timeout"], "must be at most 10m");
+    return undefined;
   }
-
-  #pathList(path: FieldPath, value: unknown): string[] {
-    if (value === undefined) return [];
-    if (!Array.isArray(value)) {
-      this.#problem(path, "must be a list of paths");
-      return [];
-    }
-    const out: string[] = [];
-    value.forEach((item, i) => {
-      const p = this.#path([...path, i], item);
-      if (p !== undefined) out.push(p);
-    });
-    return out;
-  }
-
-  #enum<T extends string>(path: FieldPath, value: unknown, allowed: readonly T[]): T | undefined {
-    if (value === undefined) return undefined;
-    if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
-      this.#problem(path, `must be one of: ${allowed.join(", ")}`);
-      return undefined;
-    }
-    return value as T;
-  }
-
-  #boolean(path: FieldPath, value: unknown, fallback: boolean): boolean {
-    if (value === undefined) return fallback;
-    if (typeof value !== "boolean") {
-      this.#problem(path, "must be true or false");
-      return fallback;
-    }
-    return value;
-  }
-
-  #positiveInt(path: FieldPath, value: unknown, fallback: number): number | undefined {
-    if (value === undefined) return fallback;
-    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
-      this.#problem(path, "must be a whole number of at least 1");
-      return undefined;
-    }
-    return value;
-  }
-
-  #duration(path: FieldPath, value: unknown, fallback: string): number | undefined {
-    const text = value === undefined ? fallback : value;
-    if (typeof text !== "string") {
-      this.#problem(path, 'must be a duration string such as "1h" or "90s"');
-      return undefined;
-    }
-    try {
-      return parseDuration(text);
-    } catch (err) {
-      this.#problem(path, (err as Error).message);
-      return undefined;
-    }
-  }
-
-  #address(path: FieldPath, value: unknown, fallback: string): ListenAddress | undefined {
-    const text = value === undefined ? fallback : value;
-    if (typeof text !== "string") {
-      this.#problem(path, 'must be a "host:port" string');
-      return undefined;
-    }
-    const parsed = parseListenAddress(text);
-    if (typeof parsed === "string") {
-      this.#problem(path, parsed);
-      return undefined;
-    }
-    return parsed;
-  }
+  if (logLevel === undefined || shutdownTimeoutMs === undefined) return undefined;
+  return { logLevel, shutdownTimeoutMs };
 }
 
 /** `host:port` or `[v6]:port` -> address; a message on error. */

@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, type KeyObject } from "node:crypto";
+import { isPlainObject } from "../lib/plain-object.ts";
 
 /** Signature algorithms a service-account JWT may use. Everything else (none, HS*) is refused. */
 export const ALLOWED_ALGORITHMS = [
@@ -228,8 +229,4 @@ function jsonSyntaxError(message: string, text: string): string {
   const token = /^Unexpected token '(.)'/.exec(message)?.[1];
   if (token !== undefined && /^[{}[\]:,#"']$/.test(token)) return `unexpected '${token}'`;
   return "syntax error";
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

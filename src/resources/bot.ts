@@ -1,4 +1,4 @@
-import { formatDuration, parseDuration } from "../lib/duration.ts";
+import { formatDuration } from "../lib/duration.ts";
 import type { FieldReader } from "../yaml/field-reader.ts";
 import type { Bot } from "./types.ts";
 
@@ -95,19 +95,12 @@ function readTraits(
 
 function readMaxSessionTtl(r: FieldReader, value: unknown): number | undefined {
   const path = ["spec", "max_session_ttl"];
-  const text = r.optionalString(path, value);
-  if (text === undefined) return undefined;
-  let ms: number;
-  try {
-    ms = parseDuration(text);
-  } catch (err) {
-    r.error(path, (err as TypeError).message);
-    return undefined;
-  }
+  const ms = r.optionalDuration(path, value);
+  if (ms === undefined) return undefined;
   if (ms < MIN_MAX_SESSION_TTL_MS || ms > MAX_MAX_SESSION_TTL_MS) {
     r.error(
       path,
-      `must be between ${formatDuration(MIN_MAX_SESSION_TTL_MS)} and ${formatDuration(MAX_MAX_SESSION_TTL_MS)}, got ${text}`,
+      `must be between ${formatDuration(MIN_MAX_SESSION_TTL_MS)} and ${formatDuration(MAX_MAX_SESSION_TTL_MS)}, got ${String(value)}`,
     );
     return undefined;
   }

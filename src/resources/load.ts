@@ -8,7 +8,8 @@ import { ConfigError } from "../errors.ts";
 import type { Lock } from "../locks/lock.ts";
 import { readBot } from "./bot.ts";
 import { readLock } from "./lock.ts";
-import { Diagnostics, FieldReader, describe, isPlainObject } from "../yaml/field-reader.ts";
+import { isPlainObject } from "../lib/plain-object.ts";
+import { Diagnostics, FieldReader, describe, inFileOrder } from "../yaml/field-reader.ts";
 import { readToken } from "./token.ts";
 import type { Bot, JoinToken, ResourceSet } from "./types.ts";
 import { parseYamlDocuments } from "../yaml/yaml-source.ts";
@@ -180,7 +181,12 @@ export function parseResources(
   }
 
   if (diagnostics.problems.length > 0) {
-    throw new ConfigError(inFileOrder(diagnostics.problems, sources));
+    throw new ConfigError(
+      inFileOrder(
+        diagnostics.problems,
+        sources.map((s) => s.file),
+      ),
+    );
   }
   return {
     bots,
@@ -189,25 +195,6 @@ export function parseResources(
     warnings: diagnostics.warnings,
     files: sources.map((s) => s.file),
   };
-}
-
-/**
- * Problems sorted by file (in the order given), then line and column, so an admin reads them top
- * to bottom. The sort is stable: problems at one position keep the order they were found in.
- */
-function inFileOrder(problems: readonly string[], sources: readonly ResourceText[]): string[] {
-  const order = new Map(sources.map((s, i) => [s.file, i]));
-  const keyOf = (problem: string): readonly [number, number, number] => {
-    for (const [file, index] of order) {
-      if (!problem.startsWith(`${file}:`)) continue;
-      const m = /^(\d+):(\d+): /.exec(problem.slice(file.length + 1));
-      if (m !== null) return [index, Number(m[1]), Number(m[2])];
-    }
-    return [order.size, 0, 0];
-  };
-  const keyed = problems.map((p) => ({ p, k: keyOf(p) }));
-  keyed.sort((a, b) => a.k[0] - b.k[0] || a.k[1] - b.k[1] || a.k[2] - b.k[2]);
-  return keyed.map(({ p }) => p);
 }
 
 /** Checks `kind` and `version`; returns the kind when kube-join loads it. */

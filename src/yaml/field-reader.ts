@@ -1,4 +1,21 @@
+/**
+ * The one field reader for everything an admin writes: the service config (`src/config/`), the
+ * bot and token resources (`src/resources/`) and, next, the agent's config. One wording for every
+ * problem, "did you mean" wherever a name or a value is close to a known one. Imports only
+ * leaves (dependency rule `yaml-reader-imports-only-leaves`).
+ *
+ * The dialect, whatever the file:
+ * - absent, `null` and `""` all mean "not set" (the default applies; `must be set` if required);
+ * - a value of the wrong type: `must be <what>, got <a type>` (the value itself is not echoed);
+ * - a name outside a known set: `unknown field (did you mean "allow"?); known fields here: ...`;
+ * - a value outside a known set: `must be one of: a, b, got "x" (did you mean "a"?)`.
+ */
+import { isAbsolute, resolve } from "node:path";
+import { parseDuration } from "../lib/duration.ts";
+import { isPlainObject } from "../lib/plain-object.ts";
 import type { FieldPath, YamlSource } from "./yaml-source.ts";
+
+export { isPlainObject };
 
 /** Problems (fatal) and warnings (reported, loading goes on) of one load, across all files. */
 export class Diagnostics {
@@ -107,10 +124,120 @@ export class FieldReader {
     });
     return out;
   }
+
+  /** Like `mapping`, but absent or null is `undefined` without a problem (an optional block). */
+  optionalMapping(
+    path: FieldPath,
+    value: unknown,
+    known: readonly string[],
+  ): Record<string, unknown> | undefined {
+    if (value === undefined || value === null) return undefined;
+    return this.mapping(path, value, known);
+  }
+
+  /**
+   * An optional value out of `allowed`. A near miss gets a "did you mean" hint.
+   *
+   * @example r.optionalEnum(["log_level"], "inf", LOG_LEVELS)
+   *   // problem: log_level: must be one of: trace, debug, info, ..., got "inf" (did you mean "info"?)
+   */
+  optionalEnum<T extends string>(
+    path: FieldPath,
+    value: unknown,
+    allowed: readonly T[],
+  ): T | undefined {
+    if (value === undefined || value === null || value === "") return undefined;
+    if (typeof value === "string" && (allowed as readonly string[]).includes(value)) {
+      return value as T;
+    }
+    const list = `must be one of: ${allowed.join(", ")}`;
+    if (typeof value !== "string") {
+      this.error(path, `${list}, got ${describe(value)}`);
+    } else {
+      this.error(path, `${list}, got ${JSON.stringify(value)}${didYouMean(value, allowed)}`);
+    }
+    return undefined;
+  }
+
+  /** An optional Go duration (`90s`, `1h30m`), in milliseconds. */
+  optionalDuration(path: FieldPath, value: unknown): number | undefined {
+    if (value === undefined || value === null || value === "") return undefined;
+    if (typeof value !== "string") {
+      this.error(path, `must be a duration such as "1h" or "90s", got ${describe(value)}`);
+      return undefined;
+    }
+    try {
+      return parseDuration(value);
+    } catch (err) {
+      this.error(path, (err as TypeError).message);
+      return undefined;
+    }
+  }
+
+  /** An optional whole number of at least 1 (a count, a size). */
+  optionalPositiveInt(path: FieldPath, value: unknown): number | undefined {
+    if (value === undefined || value === null || value === "") return undefined;
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+      const got = typeof value === "number" ? String(value) : describe(value);
+      this.error(path, `must be a whole number of at least 1, got ${got}`);
+      return undefined;
+    }
+    return value;
+  }
+
+  /** An optional file path; a relative one resolves against `baseDir` (the file's directory). */
+  optionalPath(path: FieldPath, value: unknown, baseDir: string): string | undefined {
+    const text = this.optionalString(path, value);
+    return text === undefined ? undefined : resolvePath(baseDir, text);
+  }
+
+  /** A required file path, resolved like `optionalPath`. */
+  requiredPath(
+    path: FieldPath,
+    value: unknown,
+    baseDir: string,
+    missing = "must be set",
+  ): string | undefined {
+    const text = this.requiredString(path, value, missing);
+    return text === undefined ? undefined : resolvePath(baseDir, text);
+  }
+
+  /** A list of file paths (`undefined` when absent), each resolved like `optionalPath`. */
+  pathList(path: FieldPath, value: unknown, baseDir: string): string[] | undefined {
+    return this.stringList(path, value)?.map((p) => resolvePath(baseDir, p));
+  }
 }
 
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+/**
+ * `fallback` when an admin left `value` unset (absent, null or `""`), else `value`. Defaults are
+ * written as the admin would write them (`"1h"`, `"127.0.0.1:3025"`), so the same reader checks
+ * a default and a given value, and the docs can quote the default verbatim.
+ */
+export function orDefault(value: unknown, fallback: unknown): unknown {
+  return value === undefined || value === null || value === "" ? fallback : value;
+}
+
+/**
+ * Problems sorted by file (in the order of `files`), then line and column, so an admin reads them
+ * top to bottom. Stable: problems at one position keep the order they were found in.
+ */
+export function inFileOrder(problems: readonly string[], files: readonly string[]): string[] {
+  const order = new Map(files.map((f, i) => [f, i]));
+  const keyOf = (problem: string): readonly [number, number, number] => {
+    for (const [file, index] of order) {
+      if (!problem.startsWith(`${file}:`)) continue;
+      const m = /^(\d+):(\d+): /.exec(problem.slice(file.length + 1));
+      if (m !== null) return [index, Number(m[1]), Number(m[2])];
+    }
+    return [order.size, 0, 0];
+  };
+  const keyed = problems.map((p) => ({ p, k: keyOf(p) }));
+  keyed.sort((a, b) => a.k[0] - b.k[0] || a.k[1] - b.k[1] || a.k[2] - b.k[2]);
+  return keyed.map(({ p }) => p);
+}
+
+function resolvePath(baseDir: string, text: string): string {
+  return isAbsolute(text) ? text : resolve(baseDir, text);
 }
 
 /** A short description of a value's type for messages; never echoes the value itself. */
@@ -123,11 +250,19 @@ export function describe(value: unknown): string {
 }
 
 function unknownField(key: string, known: readonly string[]): string {
+  return `unknown field${didYouMean(key, known)}; known fields here: ${known.join(", ")}`;
+}
+
+/**
+ * ` (did you mean "allow"?)` when one of `known` is within two edits of `given`, else `""`.
+ *
+ * @example `unknown join method "kubernets"${didYouMean("kubernets", KNOWN_JOIN_METHODS)}`
+ */
+export function didYouMean(given: string, known: readonly string[]): string {
   const close = known.find(
-    (k) => editDistance(k, key) <= 2 && Math.abs(k.length - key.length) <= 2,
+    (k) => editDistance(k, given) <= 2 && Math.abs(k.length - given.length) <= 2,
   );
-  const hint = close === undefined ? "" : ` (did you mean "${close}"?)`;
-  return `unknown field${hint}; known fields here: ${known.join(", ")}`;
+  return close === undefined ? "" : ` (did you mean ${JSON.stringify(close)}?)`;
 }
 
 /** Levenshtein distance, for "did you mean" hints on short field names. */

@@ -141,7 +141,8 @@ function makeSource(
   const positionOf = (path: FieldPath): SourcePosition => {
     const offset = doc === undefined ? 0 : offsetOf(doc, path);
     const { line, col } = lineCounter.linePos(offset);
-    return { file, line, col };
+    // An empty text has no lines at all (0:0); its problems are about line 1.
+    return { file, line: Math.max(line, 1), col: Math.max(col, 1) };
   };
   return {
     file,
