@@ -6,7 +6,7 @@
  */
 import { loadConfig } from "../config/config.ts";
 import { ConfigError } from "../errors.ts";
-import { defaultSqlitePath, openStore, type StoreConfig } from "../store/open-store.ts";
+import { openStore } from "../store/open-store.ts";
 import { StoreOpenError, type Store } from "../store/store.ts";
 import { DEMO_CONFIG } from "./serve.ts";
 
@@ -43,12 +43,7 @@ export async function withConfiguredStore(
   let store: Store;
   try {
     const config = await loadConfig(configFile);
-    // Until the config reader carries a `store` block: the default, SQLite in data_dir.
-    const storeConfig = (config as { readonly store?: StoreConfig }).store ?? {
-      engine: "sqlite" as const,
-      path: defaultSqlitePath(config.dataDir),
-    };
-    store = await openStore(storeConfig, { mustExist: true });
+    store = await openStore(config.store.backend, { mustExist: true });
   } catch (err) {
     if (err instanceof ConfigError) {
       for (const problem of err.problems) console.error(problem);

@@ -4,7 +4,6 @@
  */
 import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { MemoryStore } from "./memory-store.ts";
 import { StoreOpenError, type Store } from "./store.ts";
 
@@ -13,16 +12,14 @@ export type StoreConfig =
   | { readonly engine: "sqlite"; readonly path: string }
   | {
       readonly engine: "postgres";
-      /** Without a password in examples: it comes from `passwordFile` or `PGPASSWORD`. */
-      readonly url: string;
+      /** A URL without a password; undefined: `urlFile`, or libpq's `PG*` variables alone. */
+      readonly url: string | undefined;
+      /** A file holding the whole URL (a Secret), read when the store opens. */
+      readonly urlFile: string | undefined;
+      /** A file holding the password; else the URL file's, or `PGPASSWORD`. */
       readonly passwordFile: string | undefined;
       readonly poolSize: number;
     };
-
-/** The SQLite file in `data_dir` when the config names no other store. */
-export function defaultSqlitePath(dataDir: string): string {
-  return join(dataDir, "kube-join.db");
-}
 
 export interface OpenStoreOptions {
   /** The CLI reads an existing store only; `serve` creates the SQLite file at its first start. */
@@ -52,11 +49,17 @@ export async function openStore(
     }
     case "postgres": {
       const password =
-        config.passwordFile === undefined ? undefined : await readPassword(config.passwordFile);
+        config.passwordFile === undefined
+          ? undefined
+          : await readSecretFile(config.passwordFile, "store.postgres.password_file");
+      const url =
+        config.urlFile === undefined
+          ? (config.url ?? "postgres://")
+          : await readSecretFile(config.urlFile, "store.postgres.url_file");
       // Loaded on demand: a SQLite deployment never loads pg.
       const { PostgresStore } = await import("./postgres-store.ts");
       return PostgresStore.open({
-        url: config.url,
+        url,
         password,
         poolSize: config.poolSize,
         ...(options.onIdleError === undefined ? {} : { onIdleError: options.onIdleError }),
@@ -65,16 +68,17 @@ export async function openStore(
   }
 }
 
-async function readPassword(file: string): Promise<string> {
+/** A one-line secret (password, URL): its text without the trailing newline; never echoed. */
+async function readSecretFile(file: string, key: string): Promise<string> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? "error";
-    throw new StoreOpenError(`cannot read store.postgres.password_file ${file} (${code})`);
+    throw new StoreOpenError(`cannot read ${key} ${file} (${code})`);
   }
-  // A Secret mount or `echo pw > file` ends in a newline that is not part of the password.
-  const password = text.replace(/\r?\n$/, "");
-  if (password === "") throw new StoreOpenError(`store.postgres.password_file ${file} is empty`);
-  return password;
+  // A Secret mount or `echo pw > file` ends in a newline that is not part of the value.
+  const value = text.replace(/\r?\n$/, "");
+  if (value === "") throw new StoreOpenError(`${key} ${file} is empty`);
+  return value;
 }
