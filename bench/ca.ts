@@ -10,7 +10,6 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { DATA_DIR_FILES, loadOrCreateAuthority } from "../src/ca/authority.ts";
 import { readElement } from "../src/ca/der.ts";
-import { encodeJoinAttributes } from "../src/ca/join-attributes.ts";
 import {
   createSshCertificateIssuer,
   INTERNAL_JOIN_PRINCIPAL,
@@ -79,7 +78,7 @@ export async function benchCertificates(): Promise<BenchRow[]> {
         organizations: request.roles,
         uri: `spiffe://bench.example.com/bot/${request.botName}`,
         botName: request.botName,
-        joinAttributesJson: encodeJoinAttributes(request.joinAttrs),
+        joinAttributesJson: request.joinAttributesJson,
         spkiDer: request.tlsPublicKey.spkiDer,
         notBefore,
         notAfter,
@@ -96,7 +95,7 @@ export async function benchCertificates(): Promise<BenchRow[]> {
           [SSH_EXTENSION.permitPortForwarding]: "",
           [SSH_EXTENSION.roles]: JSON.stringify({ version: "v1", roles: request.roles }),
           [SSH_EXTENSION.botName]: request.botName,
-          [SSH_EXTENSION.joinAttributes]: encodeJoinAttributes(request.joinAttrs),
+          [SSH_EXTENSION.joinAttributes]: request.joinAttributesJson,
         },
       });
 

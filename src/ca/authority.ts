@@ -9,9 +9,8 @@ import {
 import { join } from "node:path";
 import { x509 } from "./peculiar-x509.ts";
 import { ConfigError, JoinError } from "../errors.ts";
+import { BOT_NAME_PATTERN } from "../lib/bot-name.ts";
 import { CLUSTER_NAME_PATTERN } from "../lib/cluster-name.ts";
-import { BOT_NAME_PATTERN } from "../resources/bot.ts";
-import { encodeJoinAttributes, type JoinAttributes } from "./join-attributes.ts";
 import {
   ensurePrivateDirectory,
   fileExists,
@@ -58,7 +57,11 @@ export interface BotCertificateRequest {
   botName: string;
   roles: readonly string[];
   logins: readonly string[];
-  joinAttrs: JoinAttributes;
+  /**
+   * The join attributes as Teleport's `JoinAttrs` JSON, ready to embed (the join method renders
+   * them; the CA writes the same bytes into both certificates).
+   */
+  joinAttributesJson: string;
   tlsPublicKey: TlsPublicKey;
   sshPublicKey: SshPublicKey;
   /** From `resolveCertificateLifetime`; truncated to whole seconds in the certificates. */
@@ -166,7 +169,7 @@ class BotCertificateAuthority implements CertificateAuthority {
     const notBefore = new Date(notBeforeSeconds * 1000);
     const notAfter = new Date(notAfterSeconds * 1000);
     const keyId = `bot-${request.botName}`;
-    const joinAttributesJson = encodeJoinAttributes(request.joinAttrs);
+    const { joinAttributesJson } = request;
 
     const tls = this.x509Issuer.issue({
       commonName: keyId,
@@ -208,6 +211,9 @@ class BotCertificateAuthority implements CertificateAuthority {
 function checkRequest(request: BotCertificateRequest): void {
   if (!BOT_NAME_PATTERN.test(request.botName)) {
     throw new TypeError("botName must be letters, digits, '.', '-' or '_'");
+  }
+  if (typeof request.joinAttributesJson !== "string" || request.joinAttributesJson === "") {
+    throw new TypeError("joinAttributesJson must be a non-empty string");
   }
   for (const [field, values] of [
     ["roles", request.roles],
