@@ -244,5 +244,8 @@ export function joinResponse(result: JoinResult): Record<string, unknown> {
     tls_ca_certs: result.tlsCaCerts,
     ssh_ca_keys: result.sshCaKeys,
     join_attrs: result.attributes.response,
+    ...(result.botInstance === undefined
+      ? {}
+      : { bot_instance_id: result.botInstance.id, generation: result.botInstance.generation }),
   };
 }

@@ -2,7 +2,8 @@
  * Opens the store the service config names (`store:` block): the one place that knows every
  * engine, so `serve` and the `instances`/`lock` commands open the same thing the same way.
  */
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
+import { dirname } from "node:path";
 import { existsSync } from "node:fs";
 import { MemoryStore } from "./memory-store.ts";
 import { StoreOpenError, type Store } from "./store.ts";
@@ -43,6 +44,17 @@ export async function openStore(
         throw new StoreOpenError(
           `no SQLite store at ${config.path} yet: kube-join serve creates it when it first starts`,
         );
+      }
+      if (options.mustExist !== true) {
+        // serve's first start: data_dir may not exist yet (the CA makes it too, after this).
+        try {
+          await mkdir(dirname(config.path), { recursive: true, mode: 0o700 });
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code ?? "error";
+          throw new StoreOpenError(
+            `cannot create the directory of the SQLite store ${config.path} (${code})`,
+          );
+        }
       }
       const { SqliteStore } = await import("./sqlite-store.ts");
       return SqliteStore.open({ path: config.path });
