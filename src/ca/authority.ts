@@ -1,13 +1,9 @@
 import {
-  createPublicKey,
   generateKeyPairSync,
-  randomBytes,
-  webcrypto,
   X509Certificate as NodeX509Certificate,
   type KeyObject,
 } from "node:crypto";
 import { join } from "node:path";
-import { x509 } from "./peculiar-x509.ts";
 import { ConfigError, JoinError } from "../errors.ts";
 import type { CertificateSerials } from "./serials.ts";
 import { BOT_NAME_PATTERN } from "../lib/bot-name.ts";
@@ -27,9 +23,11 @@ import {
   type SshCertificateIssuer,
 } from "./ssh.ts";
 import {
+  createCaCertificate,
   createX509LeafIssuer,
   keyIdentifierOf,
   signatureSchemeOf,
+  subjectKeyIdentifierOf,
   toPem,
   type X509LeafIssuer,
 } from "./x509.ts";
@@ -129,7 +127,7 @@ export async function loadOrCreateAuthority(
     sshKey = loadSshCaKey(options.files.sshKeyFile);
   } else {
     ensurePrivateDirectory(options.dataDir);
-    tls = await loadOrCreateTlsCa(options.dataDir, clusterName, algorithm, nowMs);
+    tls = loadOrCreateTlsCa(options.dataDir, clusterName, algorithm, nowMs);
     sshKey = loadOrCreateSshCaKey(options.dataDir);
   }
 
@@ -254,12 +252,12 @@ interface TlsCa {
   readonly subjectKeyId: Buffer;
 }
 
-async function loadOrCreateTlsCa(
+function loadOrCreateTlsCa(
   dataDir: string,
   clusterName: string,
   algorithm: "ecdsa-p256" | "rsa-2048",
   nowMs: number,
-): Promise<TlsCa> {
+): TlsCa {
   const keyFile = join(dataDir, DATA_DIR_FILES.tlsKeyFile);
   const certFile = join(dataDir, DATA_DIR_FILES.tlsCertFile);
   const haveKey = fileExists(keyFile);
@@ -268,11 +266,17 @@ async function loadOrCreateTlsCa(
     // One without the other is damage to repair by hand, never a reason to replace a key.
     return loadTlsCa(keyFile, certFile, nowMs);
   }
-  const { privateKey } =
+  const { privateKey, publicKey } =
     algorithm === "rsa-2048"
       ? generateKeyPairSync("rsa", { modulusLength: 2048 })
       : generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-  const certDer = await createCaCertificate(privateKey, clusterName, algorithm, nowMs);
+  const certDer = createCaCertificate({
+    name: clusterName,
+    notBefore: new Date(nowMs - 60_000),
+    notAfter: new Date(nowMs + CA_LIFETIME_MS),
+    privateKey,
+    publicKey,
+  });
   writeNewFileAtomically(
     keyFile,
     privateKey.export({ type: "pkcs8", format: "pem" }) as string,
@@ -280,60 +284,6 @@ async function loadOrCreateTlsCa(
   );
   writeNewFileAtomically(certFile, toPem("CERTIFICATE", certDer), 0o600);
   return loadTlsCa(keyFile, certFile, nowMs);
-}
-
-/** The self-signed CA certificate (off the hot path, so a well-kept ASN.1 library builds it). */
-async function createCaCertificate(
-  privateKey: KeyObject,
-  clusterName: string,
-  algorithm: "ecdsa-p256" | "rsa-2048",
-  nowMs: number,
-): Promise<Buffer> {
-  const crypto = webcrypto;
-  const keyAlgorithm =
-    algorithm === "rsa-2048"
-      ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
-      : { name: "ECDSA", namedCurve: "P-256" };
-  const signingAlgorithm =
-    algorithm === "rsa-2048" ? keyAlgorithm : { name: "ECDSA", hash: "SHA-256" };
-  const keys = {
-    privateKey: await crypto.subtle.importKey(
-      "pkcs8",
-      privateKey.export({ type: "pkcs8", format: "der" }),
-      keyAlgorithm,
-      false,
-      ["sign"],
-    ),
-    publicKey: await crypto.subtle.importKey(
-      "spki",
-      createPublicKey(privateKey).export({ type: "spki", format: "der" }),
-      keyAlgorithm,
-      true,
-      ["verify"],
-    ),
-  };
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
-  const certificate = await x509.X509CertificateGenerator.createSelfSigned(
-    {
-      serialNumber: serial.toString("hex"),
-      name: [{ O: [clusterName] }, { CN: [clusterName] }],
-      notBefore: new Date(nowMs - 60_000),
-      notAfter: new Date(nowMs + CA_LIFETIME_MS),
-      keys,
-      signingAlgorithm,
-      extensions: [
-        new x509.BasicConstraintsExtension(true, undefined, true),
-        new x509.KeyUsagesExtension(
-          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
-          true,
-        ),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
-      ],
-    },
-    crypto,
-  );
-  return Buffer.from(certificate.rawData);
 }
 
 function loadTlsCa(keyFile: string, certFile: string, nowMs: number): TlsCa {
@@ -374,10 +324,14 @@ function loadTlsCa(keyFile: string, certFile: string, nowMs: number): TlsCa {
     throw new ConfigError([`${certFile}: the TLS CA certificate expired on ${cert.validTo}`]);
   }
   const certDer = cert.raw;
-  const ski = new x509.X509Certificate(certDer).getExtension(x509.SubjectKeyIdentifierExtension);
-  const subjectKeyId = ski
-    ? Buffer.from(ski.keyId, "hex")
-    : keyIdentifierOf(cert.publicKey.export({ type: "spki", format: "der" }));
+  let subjectKeyId: Buffer;
+  try {
+    subjectKeyId =
+      subjectKeyIdentifierOf(certDer) ??
+      keyIdentifierOf(cert.publicKey.export({ type: "spki", format: "der" }));
+  } catch {
+    throw new ConfigError([`${certFile}: the TLS CA certificate's extensions cannot be read`]);
+  }
   return { key, certPem: toPem("CERTIFICATE", certDer), certDer, subjectKeyId };
 }
 
