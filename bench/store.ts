@@ -5,7 +5,7 @@
  * ratios of kube-join's own CPU per join, measured side by side: SQLite within 1.15x of memory,
  * PostgreSQL within 1.3x. PostgreSQL's own CPU is reported beside it, not hidden in the ratio.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateClusterKey } from "../test/support/jwt.ts";
@@ -59,23 +59,26 @@ export async function benchStore(): Promise<BenchRow[]> {
     // fsync on: PostgreSQL as it would run in production, durable commits included.
     cluster = await startPostgres({ fsync: true });
     const url = await cluster.createDatabase("kube_join_bench");
+    // As a deployment gives it: the URL with its password in a file (a Secret), not the config.
+    writeFileSync(join(dir, "store-url"), url);
     const key = generateClusterKey("RS256");
     process.stderr.write("bench: minting distinct JWTs and key pairs for the store rounds...\n");
     // Each server gets every body once (their stores are apart), so one pool serves all three.
     const bodies = await makeBodies(key, 24_000, false);
-    const memory = await startKubeJoin(dir, key, false, {
-      name: "-memory",
-      lines: ["store: {engine: memory}"],
-    });
-    const sqlite = await startKubeJoin(dir, key, false, {
-      name: "-sqlite",
-      lines: ["store: {engine: sqlite, sqlite: {path: ./data/bench-store.db}}"],
-    });
-    const postgres = await startKubeJoin(dir, key, false, {
-      name: "-postgres",
-      lines: [`store: {engine: postgres, postgres: {url: "${url}"}}`],
-    });
-    servers.push(memory, sqlite, postgres);
+    const start = async (name: string, line: string): Promise<Started> => {
+      const server = await startKubeJoin(dir, key, false, { name, lines: [line] });
+      servers.push(server);
+      return server;
+    };
+    const memory = await start("-memory", "store: {engine: memory}");
+    const sqlite = await start(
+      "-sqlite",
+      "store: {engine: sqlite, sqlite: {path: ./data/bench-store.db}}",
+    );
+    const postgres = await start(
+      "-postgres",
+      "store: {engine: postgres, postgres: {url_file: ./store-url}}",
+    );
     const pools: Record<"memory" | "sqlite" | "postgres", Pool> = {
       memory: pool(bodies),
       sqlite: pool(bodies),
