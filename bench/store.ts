@@ -30,7 +30,7 @@ import { cpuSeconds } from "./processes.ts";
 
 const ROUNDS = 5;
 const ROUND_SECONDS = 2;
-const WARM_UP_SECONDS = 3;
+const WARM_UP_SECONDS = 2;
 const PACED_ROUNDS = 3;
 
 /** CPU of one PostgreSQL cluster: its main process and its children (one backend per connection). */
@@ -64,7 +64,7 @@ export async function benchStore(): Promise<BenchRow[]> {
     const key = generateClusterKey("RS256");
     process.stderr.write("bench: minting distinct JWTs and key pairs for the store rounds...\n");
     // Each server gets every body once (their stores are apart), so one pool serves all three.
-    const bodies = await makeBodies(key, 24_000, false);
+    const bodies = await makeBodies(key, 32_000, false);
     const start = async (name: string, line: string): Promise<Started> => {
       const server = await startKubeJoin(dir, key, false, { name, lines: [line] });
       servers.push(server);

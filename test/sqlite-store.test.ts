@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join as joinPath } from "node:path";
-import { after, test } from "node:test";
+import { test } from "node:test";
 import { loadSqliteDriver, type SqliteDriverName } from "../src/store/sqlite-driver.ts";
 import { SqliteStore } from "../src/store/sqlite-store.ts";
 import { StoreOpenError } from "../src/store/store.ts";
@@ -11,9 +11,12 @@ import { botInstanceStoreContract, join } from "./support/bot-instance-store-con
 import { lockStoreContract } from "./support/lock-store-contract.ts";
 
 const dir = mkdtempSync(joinPath(tmpdir(), "kube-join-sqlite-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
 let seq = 0;
-const freshPath = (): string => joinPath(dir, `store-${++seq}.db`);
+const freshPath = (): string => {
+  mkdirSync(dir, { recursive: true });
+  return joinPath(dir, `store-${++seq}.db`);
+};
 
 // Node 22.13+ has node:sqlite built in; older Node uses better-sqlite3, built by `npm ci`.
 const [major = 0, minor = 0] = process.versions.node.split(".").map(Number);

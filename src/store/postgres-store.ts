@@ -19,7 +19,7 @@ import type {
 import { INSTANCE_HISTORY_LIMIT } from "../join/bot-instance-store.ts";
 import { LockExistsError } from "../join/lock-store.ts";
 import type { Lock } from "../locks/lock.ts";
-import { historyJson, lockTargetJson, rowToInstance, rowToLock } from "./rows.ts";
+import { historyJson, lockTargetJson, recordOf, rowToInstance, rowToLock } from "./rows.ts";
 import { CREATE_SCHEMA_VERSION_TABLE, pendingMigrations } from "./schema.ts";
 import { StoreOpenError, type Store } from "./store.ts";
 
@@ -61,7 +61,7 @@ const UPSERT = `
     ssh_serial = EXCLUDED.ssh_serial,
     expires_at_ms = EXCLUDED.expires_at_ms,
     history = ${TRIMMED_HISTORY("i.history", "EXCLUDED.history")}
-  RETURNING *`;
+  RETURNING bot_instance_id, generation, first_join_ms, history`;
 
 const APPEND_REFUSED = `
   UPDATE bot_instances SET history = ${TRIMMED_HISTORY("history", "$4::jsonb")}
@@ -116,24 +116,29 @@ export class PostgresStore implements Store {
       jti: join.jti,
       result: "ok",
     };
-    const result = await this.#pool.query(UPSERT, [
-      this.#newId(),
-      join.botName,
-      join.tokenName,
-      join.podUid,
-      join.joinMethod,
-      join.joinType,
-      join.namespace,
-      join.serviceAccount,
-      join.podName,
-      join.nodeName ?? null,
-      join.atMs,
-      join.tlsSerial,
-      join.sshSerial,
-      join.expiresAtMs,
-      historyJson([entry]),
-    ]);
-    return rowToInstance(onlyRow(result));
+    // A named statement: parsed and planned once per connection, not per join.
+    const result = await this.#pool.query({
+      name: "kube_join_record_join",
+      text: UPSERT,
+      values: [
+        this.#newId(),
+        join.botName,
+        join.tokenName,
+        join.podUid,
+        join.joinMethod,
+        join.joinType,
+        join.namespace,
+        join.serviceAccount,
+        join.podName,
+        join.nodeName ?? null,
+        join.atMs,
+        join.tlsSerial,
+        join.sshSerial,
+        join.expiresAtMs,
+        historyJson([entry]),
+      ],
+    });
+    return recordOf(join, onlyRow(result));
   }
 
   async recordRefused(

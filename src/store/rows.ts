@@ -2,7 +2,11 @@
  * Rows to records and back, shared by the SQL adapters: both engines use the same column names;
  * they differ only in how a value arrives (PostgreSQL's BIGINT as a string, JSONB already parsed).
  */
-import type { BotInstanceRecord, InstanceHistoryEntry } from "../join/bot-instance-store.ts";
+import type {
+  BotInstanceRecord,
+  InstanceHistoryEntry,
+  InstanceJoin,
+} from "../join/bot-instance-store.ts";
 import { LOCK_TARGET_FIELDS, type Lock, type LockTarget } from "../locks/lock.ts";
 
 type Value = unknown;
@@ -99,4 +103,24 @@ export function rowToLock(row: Row): Lock {
     createdAtMs: optionalInteger(row, "created_at_ms"),
     origin: "store",
   };
+}
+
+/** The record an upsert made: the join's own facts plus what the row decided. */
+export function recordOf(join: InstanceJoin, row: Row): BotInstanceRecord {
+  return rowToInstance({
+    ...row,
+    bot_name: join.botName,
+    token_name: join.tokenName,
+    pod_uid: join.podUid,
+    join_method: join.joinMethod,
+    join_type: join.joinType,
+    namespace: join.namespace,
+    service_account: join.serviceAccount,
+    pod_name: join.podName,
+    node_name: join.nodeName ?? null,
+    last_join_ms: join.atMs,
+    tls_serial: join.tlsSerial,
+    ssh_serial: join.sshSerial,
+    expires_at_ms: join.expiresAtMs,
+  });
 }

@@ -13,6 +13,7 @@
 import { existsSync } from "node:fs";
 import {
   appendHistory,
+  INSTANCE_HISTORY_LIMIT,
   type BotInstanceRecord,
   type InstanceHistoryEntry,
   type InstanceJoin,
@@ -20,13 +21,14 @@ import {
 } from "../join/bot-instance-store.ts";
 import { LockExistsError } from "../join/lock-store.ts";
 import type { Lock } from "../locks/lock.ts";
-import { historyJson, lockTargetJson, rowToInstance, rowToLock } from "./rows.ts";
+import { historyJson, lockTargetJson, recordOf, rowToInstance, rowToLock } from "./rows.ts";
 import { CREATE_SCHEMA_VERSION_TABLE, pendingMigrations } from "./schema.ts";
 import {
   loadSqliteDriver,
   type SqliteDatabase,
   type SqliteDriverName,
   type SqliteStatement,
+  type SqlRow,
 } from "./sqlite-driver.ts";
 import { StoreOpenError, type Store } from "./store.ts";
 
@@ -38,10 +40,37 @@ export interface SqliteStoreOptions {
   readonly newId?: () => string;
 }
 
-const INSTANCE_COLUMNS =
-  "bot_instance_id, bot_name, token_name, pod_uid, generation, join_method, join_type, " +
-  "namespace, service_account, pod_name, node_name, first_join_ms, last_join_ms, tls_serial, " +
-  "ssh_serial, expires_at_ms, history";
+/**
+ * A join in one statement: generation 1 for a new key, else one more, and the history trimmed to
+ * the last entries in SQL (ordered aggregates: SQLite 3.44 and later, which both bindings bundle).
+ * The new entry is passed twice: for a new row, and for the history of an existing one.
+ */
+const UPSERT = `
+  INSERT INTO bot_instances (bot_instance_id, bot_name, token_name, pod_uid, generation,
+    join_method, join_type, namespace, service_account, pod_name, node_name, first_join_ms,
+    last_join_ms, tls_serial, ssh_serial, expires_at_ms, history)
+  VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, json_array(json(?)))
+  ON CONFLICT (bot_name, token_name, pod_uid) DO UPDATE SET
+    generation = generation + 1,
+    join_method = excluded.join_method,
+    join_type = excluded.join_type,
+    namespace = excluded.namespace,
+    service_account = excluded.service_account,
+    pod_name = excluded.pod_name,
+    node_name = excluded.node_name,
+    last_join_ms = excluded.last_join_ms,
+    tls_serial = excluded.tls_serial,
+    ssh_serial = excluded.ssh_serial,
+    expires_at_ms = excluded.expires_at_ms,
+    history = (
+      SELECT json_group_array(json(v) ORDER BY k) FROM (
+        SELECT k, v FROM (
+          SELECT key AS k, value AS v FROM json_each(bot_instances.history)
+          UNION ALL SELECT 1000000000, ?
+        ) ORDER BY k DESC LIMIT ${INSTANCE_HISTORY_LIMIT}
+      )
+    )
+  RETURNING bot_instance_id, generation, first_join_ms, history`;
 
 export class SqliteStore implements Store {
   readonly engine = "sqlite";
@@ -52,8 +81,7 @@ export class SqliteStore implements Store {
   readonly #newId: () => string;
   readonly #byKey: SqliteStatement;
   readonly #byId: SqliteStatement;
-  readonly #insert: SqliteStatement;
-  readonly #update: SqliteStatement;
+  readonly #upsert: SqliteStatement;
   readonly #updateHistory: SqliteStatement;
   readonly #all: SqliteStatement;
   readonly #allOfBot: SqliteStatement;
@@ -73,14 +101,7 @@ export class SqliteStore implements Store {
       "SELECT * FROM bot_instances WHERE bot_name = ? AND token_name = ? AND pod_uid = ?",
     );
     this.#byId = db.prepare("SELECT * FROM bot_instances WHERE bot_instance_id = ?");
-    this.#insert = db.prepare(
-      `INSERT INTO bot_instances (${INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    this.#update = db.prepare(
-      "UPDATE bot_instances SET generation = ?, join_method = ?, join_type = ?, namespace = ?, " +
-        "service_account = ?, pod_name = ?, node_name = ?, last_join_ms = ?, tls_serial = ?, " +
-        "ssh_serial = ?, expires_at_ms = ?, history = ? WHERE bot_instance_id = ?",
-    );
+    this.#upsert = db.prepare(UPSERT);
     this.#updateHistory = db.prepare(
       "UPDATE bot_instances SET history = ? WHERE bot_instance_id = ?",
     );
@@ -130,57 +151,36 @@ export class SqliteStore implements Store {
   }
 
   recordJoin(join: InstanceJoin): Promise<BotInstanceRecord> {
-    return this.#write(() => {
-      const row = this.#byKey.get(join.botName, join.tokenName, join.podUid);
-      const entry: InstanceHistoryEntry = {
-        atMs: join.atMs,
-        remoteAddress: join.remoteAddress,
-        jti: join.jti,
-        result: "ok",
-      };
-      const previous = row === undefined ? undefined : rowToInstance(row);
-      const history = appendHistory(previous?.history ?? [], entry);
-      const node = join.nodeName ?? null;
-      if (previous === undefined) {
-        const id = this.#newId();
-        this.#insert.run(
-          id,
-          join.botName,
-          join.tokenName,
-          join.podUid,
-          1,
-          join.joinMethod,
-          join.joinType,
-          join.namespace,
-          join.serviceAccount,
-          join.podName,
-          node,
-          join.atMs,
-          join.atMs,
-          join.tlsSerial,
-          join.sshSerial,
-          join.expiresAtMs,
-          historyJson(history),
-        );
-        return this.#mustGet(id);
-      }
-      this.#update.run(
-        previous.generation + 1,
+    // One statement, so one implicit transaction: the join's only durable write.
+    const entry = historyJson([
+      { atMs: join.atMs, remoteAddress: join.remoteAddress, jti: join.jti, result: "ok" },
+    ]).slice(1, -1);
+    let row: SqlRow | undefined;
+    try {
+      row = this.#upsert.get(
+        this.#newId(),
+        join.botName,
+        join.tokenName,
+        join.podUid,
         join.joinMethod,
         join.joinType,
         join.namespace,
         join.serviceAccount,
         join.podName,
-        node,
+        join.nodeName ?? null,
+        join.atMs,
         join.atMs,
         join.tlsSerial,
         join.sshSerial,
         join.expiresAtMs,
-        historyJson(history),
-        previous.botInstanceId,
+        entry,
+        entry,
       );
-      return this.#mustGet(previous.botInstanceId);
-    });
+    } catch (err) {
+      return Promise.reject(asError(err));
+    }
+    if (row === undefined) return Promise.reject(new Error("the upsert returned no row"));
+    return Promise.resolve(recordOf(join, row));
   }
 
   recordRefused(
