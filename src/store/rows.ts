@@ -105,22 +105,28 @@ export function rowToLock(row: Row): Lock {
   };
 }
 
-/** The record an upsert made: the join's own facts plus what the row decided. */
+/**
+ * The record an upsert made: the join's own facts plus what the row decided (id, generation,
+ * first join, history). Built directly, not through `rowToInstance`: it is on every join's path.
+ */
 export function recordOf(join: InstanceJoin, row: Row): BotInstanceRecord {
-  return rowToInstance({
-    ...row,
-    bot_name: join.botName,
-    token_name: join.tokenName,
-    pod_uid: join.podUid,
-    join_method: join.joinMethod,
-    join_type: join.joinType,
+  return {
+    botInstanceId: text(row, "bot_instance_id"),
+    generation: integer(row, "generation"),
+    botName: join.botName,
+    tokenName: join.tokenName,
+    joinMethod: join.joinMethod,
+    joinType: join.joinType,
     namespace: join.namespace,
-    service_account: join.serviceAccount,
-    pod_name: join.podName,
-    node_name: join.nodeName ?? null,
-    last_join_ms: join.atMs,
-    tls_serial: join.tlsSerial,
-    ssh_serial: join.sshSerial,
-    expires_at_ms: join.expiresAtMs,
-  });
+    serviceAccount: join.serviceAccount,
+    podName: join.podName,
+    podUid: join.podUid,
+    nodeName: join.nodeName,
+    firstJoinMs: integer(row, "first_join_ms"),
+    lastJoinMs: join.atMs,
+    tlsSerial: join.tlsSerial,
+    sshSerial: join.sshSerial,
+    expiresAtMs: join.expiresAtMs,
+    history: history(json(row, "history")),
+  };
 }
