@@ -49,6 +49,10 @@ export const ERROR_REGISTRY = {
     403,
     "No allow rule of the join token matches the token's service account.",
   ],
+  join_locked: [
+    403,
+    "A lock in force targets the bot, token, instance, service account or namespace; the message may carry the lock's own message.",
+  ],
   // Request shape and certificate parameters.
   bad_request: [400, "The body is not JSON, or a field is missing or of the wrong type."],
   invalid_public_key: [
@@ -69,6 +73,10 @@ export const ERROR_REGISTRY = {
   audit_unavailable: [
     503,
     "The audit trail cannot be written (full disk, I/O error, removed directory): no certificate is issued; retry after `Retry-After` seconds.",
+  ],
+  store_unavailable: [
+    503,
+    "The bot instance could not be recorded (the store is unreachable); nothing was issued. Retry after `Retry-After` seconds.",
   ],
 } as const satisfies Record<string, readonly [number, string]>;
 

@@ -472,3 +472,56 @@ test("listen addresses", () => {
   assert.equal(isLoopbackHost("::"), false);
   assert.equal(isLoopbackHost("10.0.0.1"), false);
 });
+
+test("store: SQLite in data_dir by default; postgres and memory when asked", () => {
+  const min = "cluster_name: example.teleport.sh\nresources: [r]\n";
+  const config = parseConfig("/etc/kube-join/kube-join.yaml", min, BASE);
+  assert.deepEqual(config.store, {
+    backend: { engine: "sqlite", path: "/etc/kube-join/data/kube-join.db" },
+    instanceRetentionMs: 24 * 3_600_000,
+    lockPollIntervalMs: 2_000,
+  });
+  const pg = parseConfig(
+    "/etc/kube-join/kube-join.yaml",
+    `${min}store:\n  engine: postgres\n  postgres:\n    url_file: store/url\n    password_file: /run/pw\n  lock_poll_interval: 500ms\n`,
+    BASE,
+  );
+  assert.deepEqual(pg.store.backend, {
+    engine: "postgres",
+    url: undefined,
+    urlFile: "/etc/kube-join/store/url",
+    passwordFile: "/run/pw",
+    poolSize: 10,
+  });
+  assert.equal(pg.store.lockPollIntervalMs, 500);
+  const memory = parseConfig("k.yaml", `${min}store: {engine: memory}\n`, BASE);
+  assert.deepEqual(memory.store.backend, { engine: "memory" });
+});
+
+test("store: every mistake is named, and a password in the URL is refused without echoing it", () => {
+  const min = "cluster_name: example.teleport.sh\nresources: [r]\n";
+  const problems = problemsOf(
+    `${min}store:\n  engine: postgres\n  sqlite: {path: x.db}\n  postgres:\n    url: postgres://kube_join:hunter2@db:5432/kj\n    pool_size: 500\n  lock_poll_interval: 10s\n`,
+  );
+  assert.deepEqual(problems, [
+    "kube-join.yaml:5:3: store.sqlite: is set, but store.engine is postgres",
+    "kube-join.yaml:7:5: store.postgres.url: must not hold a password in the config: use password_file, url_file (a Secret) or PGPASSWORD",
+    "kube-join.yaml:8:5: store.postgres.pool_size: must be at most 100",
+    "kube-join.yaml:9:3: store.lock_poll_interval: must be between 100ms and 5s (a new lock must be enforced within 5 s)",
+  ]);
+  assert.ok(!problems.join("\n").includes("hunter2"));
+  assert.match(
+    problemsOf(`${min}store: {engine: mysql}\n`)[0] ?? "",
+    /store\.engine: must be one of: sqlite, postgres, memory/,
+  );
+  assert.match(
+    problemsOf(
+      `${min}store: {engine: postgres, postgres: {url: "postgres://db/kj", url_file: u}}\n`,
+    )[0] ?? "",
+    /store\.postgres\.url_file: give url or url_file, not both/,
+  );
+  assert.match(
+    problemsOf(`${min}store: {engine: postgres, postgres: {url: "mysql://db/kj"}}\n`)[0] ?? "",
+    /store\.postgres\.url: must start with postgres:\/\/ or postgresql:\/\//,
+  );
+});

@@ -106,6 +106,11 @@ export interface AuditEvent {
   readonly tls_serial?: string;
   readonly ssh_serial?: string;
   readonly expires?: string;
+  /** The recorded bot instance (docs/store.md), on success. */
+  readonly bot_instance_id?: string;
+  readonly generation?: number;
+  /** The name of the lock that refused a `join_locked` attempt. */
+  readonly lock?: string;
 }
 
 /** Longer token names are cut: Teleport's own names are far shorter, and a line stays small. */
@@ -146,6 +151,9 @@ export function toAuditEvent(attempt: JoinAttempt): AuditEvent {
       tls_serial: outcome.tlsSerial,
       ssh_serial: outcome.sshSerial,
       expires: outcome.expires.toISOString(),
+      ...(outcome.botInstanceId === undefined
+        ? {}
+        : { bot_instance_id: outcome.botInstanceId, generation: outcome.generation ?? 0 }),
     };
   }
   return {
@@ -159,6 +167,7 @@ export function toAuditEvent(attempt: JoinAttempt): AuditEvent {
     join_attrs: joinAttrs,
     remote_addr: attempt.remoteAddr,
     error: { code: outcome.code, message: outcome.message },
+    ...(outcome.lock === undefined ? {} : { lock: outcome.lock.name }),
   };
 }
 

@@ -5,6 +5,7 @@ import {
 } from "node:crypto";
 import { join } from "node:path";
 import { ConfigError, JoinError } from "../errors.ts";
+import type { CertificateSerials } from "./serials.ts";
 import { BOT_NAME_PATTERN } from "../lib/bot-name.ts";
 import { CLUSTER_NAME_PATTERN } from "../lib/cluster-name.ts";
 import {
@@ -67,6 +68,10 @@ export interface BotCertificateRequest {
   /** From `resolveCertificateLifetime`; truncated to whole seconds in the certificates. */
   notBeforeMs: number;
   notAfterMs: number;
+  /** Chosen before signing (the join records them first); random when absent. */
+  serials?: CertificateSerials;
+  /** The recorded bot instance: its id and generation go into both certificates. */
+  botInstance?: { readonly id: string; readonly generation: number };
 }
 
 export interface IssuedCertificates {
@@ -184,6 +189,7 @@ class BotCertificateAuthority implements CertificateAuthority {
     const notAfter = new Date(notAfterSeconds * 1000);
     const keyId = `bot-${request.botName}`;
     const { joinAttributesJson } = request;
+    const instance = request.botInstance;
 
     const tls = this.x509Issuer.issue({
       commonName: keyId,
@@ -195,6 +201,8 @@ class BotCertificateAuthority implements CertificateAuthority {
       spkiDer: request.tlsPublicKey.spkiDer,
       notBefore,
       notAfter,
+      serial: request.serials?.tls,
+      botInstance: request.botInstance,
     });
     const ssh = this.sshIssuer.issue({
       publicKey: request.sshPublicKey,
@@ -208,7 +216,14 @@ class BotCertificateAuthority implements CertificateAuthority {
         [SSH_EXTENSION.roles]: JSON.stringify({ version: "v1", roles: request.roles }),
         [SSH_EXTENSION.botName]: request.botName,
         [SSH_EXTENSION.joinAttributes]: joinAttributesJson,
+        ...(instance === undefined
+          ? {}
+          : {
+              [SSH_EXTENSION.botInstanceId]: instance.id,
+              [SSH_EXTENSION.generation]: String(instance.generation),
+            }),
       },
+      serial: request.serials?.ssh,
     });
     return {
       tlsCert: tls.pem,

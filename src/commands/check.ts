@@ -8,13 +8,14 @@ import { ALLOWED_ALGORITHMS } from "../jwt/keys.ts";
 import { kubernetesSpecOf } from "../methods/kubernetes/method.ts";
 import { ConfigError } from "../errors.ts";
 import { loadResources } from "../resources/load.ts";
+import { formatTarget } from "../locks/lock.ts";
 import { JOIN_METHODS } from "../methods/registry.ts";
 import type { JoinToken, ResourceSet } from "../resources/types.ts";
 
 const USAGE = `Usage: kube-join check [--max-keys-without-kid N] PATH...
 
-Validates bot and token resources (YAML files, or directories whose *.yaml and *.yml files are
-read in name order) exactly as the service loads them. Warns about a static JWKS with more keys
+Validates bot, token and lock resources (YAML files, or directories whose *.yaml and *.yml files
+are read in name order) exactly as the service loads them. Warns about a static JWKS with more keys
 of one type than a JWT without a kid is tried against (the service's max_keys_without_kid,
 default ${CONFIG_DEFAULTS.max_keys_without_kid}; give the configured value with --max-keys-without-kid).
 
@@ -89,13 +90,24 @@ export function summarize(
   }
   lines.push(`Tokens (${set.tokens.size}):`);
   for (const token of set.tokens.values()) lines.push(...describeToken(token, nowMs));
+  if (set.locks.size > 0) {
+    lines.push(`Locks (${set.locks.size}):`);
+    for (const lock of set.locks.values()) {
+      lines.push(`  ${lock.name}`);
+      lines.push(`    target: ${formatTarget(lock.target)}`);
+      lines.push(`    expires: ${lockExpiry(lock.expiresAtMs, nowMs)}`);
+      if (lock.message !== undefined) lines.push(`    message: ${lock.message}`);
+    }
+  }
   if (warnings.length > 0) {
     lines.push(`Warnings (${warnings.length}):`);
     for (const warning of warnings) lines.push(`  ${warning}`);
   }
   const files = set.files.length;
   lines.push(
-    `OK: ${set.bots.size} bot(s) and ${set.tokens.size} token(s) from ${files} file${files === 1 ? "" : "s"}` +
+    `OK: ${set.bots.size} bot(s) and ${set.tokens.size} token(s)` +
+      (set.locks.size > 0 ? ` and ${set.locks.size} lock(s)` : "") +
+      ` from ${files} file${files === 1 ? "" : "s"}` +
       (warnings.length > 0 ? `, ${warnings.length} warning(s)` : ""),
   );
   return lines.join("\n");
@@ -146,6 +158,12 @@ function expiry(expiresAt: number | undefined, nowMs: number): string {
   if (expiresAt === undefined) return "never";
   const at = new Date(expiresAt).toISOString();
   return expiresAt <= nowMs ? `${at} (EXPIRED: every join gets token_expired)` : at;
+}
+
+function lockExpiry(expiresAt: number | undefined, nowMs: number): string {
+  if (expiresAt === undefined) return "never (until removed)";
+  const at = new Date(expiresAt).toISOString();
+  return expiresAt <= nowMs ? `${at} (passed: not in force)` : at;
 }
 
 function list(items: readonly string[]): string {

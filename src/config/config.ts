@@ -20,6 +20,7 @@ import {
   orDefault,
 } from "../yaml/field-reader.ts";
 import { parseYamlDocument, type FieldPath } from "../yaml/yaml-source.ts";
+import type { StoreConfig } from "../store/open-store.ts";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -82,7 +83,23 @@ export interface ServiceConfig {
   readonly requestTimeoutMs: number;
   /** Keys tried for a JWT that names no `kid` (kube < 1.16); more fail `jwt_signature_invalid`. */
   readonly maxKeysWithoutKid: number;
+  /** Where bot instances and locks live (docs/store.md). */
+  readonly store: {
+    readonly backend: StoreConfig;
+    /** How long an instance is kept after its latest certificates expired. */
+    readonly instanceRetentionMs: number;
+    /** How often each serve reads the store's locks. */
+    readonly lockPollIntervalMs: number;
+  };
 }
+
+export const STORE_ENGINES = ["sqlite", "postgres", "memory"] as const;
+/** Connections per serve process to PostgreSQL when `store.postgres.pool_size` is not given. */
+export const DEFAULT_POSTGRES_POOL_SIZE = 10;
+const MAX_POSTGRES_POOL_SIZE = 100;
+const MIN_LOCK_POLL_MS = 100;
+/** The issue's promise: a new lock is enforced within 5 s. */
+const MAX_LOCK_POLL_MS = 5_000;
 
 /**
  * The one place each default is declared, keyed by the key path an admin writes and valued as an
@@ -108,6 +125,9 @@ export const CONFIG_DEFAULTS = {
   headers_timeout: "10s",
   request_timeout: "30s",
   max_keys_without_kid: 4,
+  "store.engine": "sqlite",
+  "store.instance_retention": "24h",
+  "store.lock_poll_interval": "2s",
 } as const;
 
 const ROOT_FIELDS = [
@@ -130,6 +150,7 @@ const ROOT_FIELDS = [
   "headers_timeout",
   "request_timeout",
   "max_keys_without_kid",
+  "store",
 ] as const;
 
 const MIN_DEFAULT_TTL_MS = 60_000;
@@ -205,6 +226,7 @@ function readRoot(
   const lifecycle = readLifecycle(r, root);
   const connections = readConnectionLimits(r, root);
   const maxKeysWithoutKid = readMaxKeysWithoutKid(r, root["max_keys_without_kid"]);
+  const store = dataDir === undefined ? undefined : readStore(r, root["store"], baseDir, dataDir);
   if (
     r.problemCount > 0 ||
     clusterName === undefined ||
@@ -219,7 +241,8 @@ function readRoot(
     audit === undefined ||
     lifecycle === undefined ||
     connections === undefined ||
-    maxKeysWithoutKid === undefined
+    maxKeysWithoutKid === undefined ||
+    store === undefined
   ) {
     return undefined;
   }
@@ -238,6 +261,7 @@ function readRoot(
     ...lifecycle,
     ...connections,
     maxKeysWithoutKid,
+    store,
   };
 }
 
@@ -513,6 +537,112 @@ function readConnectionLimits(
     return undefined;
   }
   return { maxConnections, headersTimeoutMs, requestTimeoutMs };
+}
+
+/**
+ * `store`: SQLite in `data_dir` unless told otherwise. A password is never taken from the config
+ * text: it comes from `password_file`, `url_file` (a Secret) or `PGPASSWORD`.
+ */
+function readStore(
+  r: FieldReader,
+  value: unknown,
+  baseDir: string,
+  dataDir: string,
+): ServiceConfig["store"] | undefined {
+  const before = r.problemCount;
+  const block =
+    r.optionalMapping(["store"], value, [
+      "engine",
+      "sqlite",
+      "postgres",
+      "instance_retention",
+      "lock_poll_interval",
+    ]) ?? {};
+  const engine = r.optionalEnum(
+    ["store", "engine"],
+    orDefault(block["engine"], CONFIG_DEFAULTS["store.engine"]),
+    STORE_ENGINES,
+  );
+  const instanceRetentionMs = r.optionalDuration(
+    ["store", "instance_retention"],
+    orDefault(block["instance_retention"], CONFIG_DEFAULTS["store.instance_retention"]),
+  );
+  const lockPollIntervalMs = r.optionalDuration(
+    ["store", "lock_poll_interval"],
+    orDefault(block["lock_poll_interval"], CONFIG_DEFAULTS["store.lock_poll_interval"]),
+  );
+  if (
+    lockPollIntervalMs !== undefined &&
+    (lockPollIntervalMs < MIN_LOCK_POLL_MS || lockPollIntervalMs > MAX_LOCK_POLL_MS)
+  ) {
+    r.error(
+      ["store", "lock_poll_interval"],
+      "must be between 100ms and 5s (a new lock must be enforced within 5 s)",
+    );
+  }
+  const sqlite = r.optionalMapping(["store", "sqlite"], block["sqlite"], ["path"]);
+  const postgres = r.optionalMapping(["store", "postgres"], block["postgres"], [
+    "url",
+    "url_file",
+    "password_file",
+    "pool_size",
+  ]);
+  if (engine !== undefined && engine !== "sqlite" && sqlite !== undefined) {
+    r.error(["store", "sqlite"], `is set, but store.engine is ${engine}`);
+  }
+  if (engine !== undefined && engine !== "postgres" && postgres !== undefined) {
+    r.error(["store", "postgres"], `is set, but store.engine is ${engine}`);
+  }
+  let backend: StoreConfig | undefined;
+  if (engine === "memory") backend = { engine };
+  else if (engine === "sqlite") {
+    const path = r.optionalPath(["store", "sqlite", "path"], sqlite?.["path"], baseDir);
+    backend = { engine, path: path ?? resolve(dataDir, "kube-join.db") };
+  } else if (engine === "postgres") {
+    backend = readPostgres(r, postgres ?? {}, baseDir);
+  }
+  if (
+    r.problemCount > before ||
+    backend === undefined ||
+    instanceRetentionMs === undefined ||
+    lockPollIntervalMs === undefined
+  ) {
+    return undefined;
+  }
+  return { backend, instanceRetentionMs, lockPollIntervalMs };
+}
+
+function readPostgres(r: FieldReader, block: Block, baseDir: string): StoreConfig | undefined {
+  const path = ["store", "postgres"];
+  const url = r.optionalString([...path, "url"], block["url"]);
+  const urlFile = r.optionalPath([...path, "url_file"], block["url_file"], baseDir);
+  const passwordFile = r.optionalPath([...path, "password_file"], block["password_file"], baseDir);
+  const poolSize =
+    r.optionalPositiveInt([...path, "pool_size"], block["pool_size"]) ?? DEFAULT_POSTGRES_POOL_SIZE;
+  if (poolSize > MAX_POSTGRES_POOL_SIZE) {
+    r.error([...path, "pool_size"], `must be at most ${MAX_POSTGRES_POOL_SIZE}`);
+  }
+  if (url !== undefined && urlFile !== undefined) {
+    r.error([...path, "url_file"], "give url or url_file, not both");
+  }
+  if (url !== undefined) {
+    // The URL itself is never echoed: it may hold a password.
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      r.error([...path, "url"], "must be a URL such as postgres://user@host:5432/database");
+    }
+    if (parsed !== undefined && !/^postgres(ql)?:$/.test(parsed.protocol)) {
+      r.error([...path, "url"], "must start with postgres:// or postgresql://");
+    } else if (parsed !== undefined && parsed.password !== "") {
+      r.error(
+        [...path, "url"],
+        "must not hold a password in the config: use password_file, url_file (a Secret) or PGPASSWORD",
+      );
+    }
+  }
+  return { engine: "postgres", url, urlFile, passwordFile, poolSize };
 }
 
 /** `log_level` and `shutdown_timeout`: how the process itself behaves. */

@@ -263,5 +263,8 @@ export function joinResponse(result: JoinResult): JoinResponseWire {
     tls_ca_certs: result.tlsCaCerts,
     ssh_ca_keys: result.sshCaKeys,
     join_attrs: result.attributes.response,
+    ...(result.botInstance === undefined
+      ? {}
+      : { bot_instance_id: result.botInstance.id, generation: result.botInstance.generation }),
   };
 }

@@ -6,6 +6,15 @@
 import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { statusOf, type ErrorCode } from "../errors.ts";
+import { STORE_RETRY_AFTER_SECONDS } from "../join/instance-ledger.ts";
+
+/**
+ * Codes that mean "the service cannot do it now": they carry a `Retry-After` (seconds). The
+ * store's 5 s is about how long a database failover takes to show (docs/store.md).
+ */
+const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = {
+  store_unavailable: STORE_RETRY_AFTER_SECONDS,
+};
 
 /** The media type of every JSON body this service sends. */
 export const JSON_CONTENT_TYPE = "application/json; charset=utf-8";
@@ -32,6 +41,10 @@ export function sendError(res: ServerResponse, code: ErrorCode, message: string)
   if (REFUSED_BEFORE_BODY.has(code) || res.req.complete === false) closeWithoutReading(res);
   const body = JSON.stringify({ error: { code, message } });
   res.statusCode = statusOf(code);
+  const retryAfter = RETRY_AFTER_SECONDS[code];
+  if (retryAfter !== undefined && !res.hasHeader("Retry-After")) {
+    res.setHeader("Retry-After", String(retryAfter));
+  }
   res.setHeader("Content-Type", JSON_CONTENT_TYPE);
   res.setHeader("Content-Length", Buffer.byteLength(body));
   res.end(body);

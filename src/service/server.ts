@@ -24,7 +24,9 @@ import {
   type StatusPage,
 } from "../http/status-page.ts";
 import { RateLimiter } from "../http/rate-limit.ts";
+import { InstanceLedger } from "../join/instance-ledger.ts";
 import { JoinService } from "../join/join.ts";
+import { LockWatcher } from "../join/lock-watcher.ts";
 import { OidcKeySource, type OidcKeyLookup } from "../jwt/oidc.ts";
 import type { Logger } from "../log.ts";
 import type { VerifiedProof } from "../methods/join-method.ts";
@@ -33,6 +35,9 @@ import { VerifiedTokenCache } from "../methods/verified-token-cache.ts";
 import { createMetrics, type Metrics } from "../metrics/metrics.ts";
 import { loadResources } from "../resources/load.ts";
 import type { ResourceSet } from "../resources/types.ts";
+import { openStore } from "../store/open-store.ts";
+import type { Store } from "../store/store.ts";
+import { startInstanceSweeper, type Sweeper } from "./instance-sweeper.ts";
 import { ResourceReloader, type ReloadOutcome } from "./reloader.ts";
 import { ServiceState } from "./state.ts";
 
@@ -99,6 +104,10 @@ export async function startJoinService(
         cluster_name: config.clusterName,
         bots: parts.state.resources?.bots.size,
         tokens: parts.state.resources?.tokens.size,
+        store:
+          parts.store.store === undefined
+            ? undefined
+            : `${parts.store.store.engine} ${parts.store.store.location}`,
       },
       "kube-join ready",
     );
@@ -110,10 +119,19 @@ export async function startJoinService(
   }
 }
 
+/** The store and what runs on it; filled by `loadAndWatch`, closed by `closeAll`. */
+interface StoreParts {
+  store: Store | undefined;
+  ledger: InstanceLedger | undefined;
+  watcher: LockWatcher | undefined;
+  sweeper: Sweeper | undefined;
+}
+
 /** Everything a running service is made of, built without I/O but for the audit file. */
 interface ServiceParts {
   readonly state: ServiceState;
   readonly metrics: Metrics;
+  readonly store: StoreParts;
   readonly joinServer: Server | HttpsServer;
   readonly diagServer: Server;
   readonly audit: AuditTrail;
@@ -159,7 +177,14 @@ function buildService(
   const onInternalError = (err: unknown, context: { readonly stage: string }): void => {
     log.error({ err, stage: context.stage }, "unexpected error while serving a request");
   };
+  const storeParts: StoreParts = {
+    store: undefined,
+    ledger: undefined,
+    watcher: undefined,
+    sweeper: undefined,
+  };
   const joins = new JoinService({
+    instances: () => storeParts.ledger,
     clusterName: config.clusterName,
     certs: config.certs,
     snapshot: () => state.snapshot,
@@ -245,6 +270,7 @@ function buildService(
   return {
     state,
     metrics,
+    store: storeParts,
     joinServer,
     diagServer,
     audit,
@@ -258,6 +284,13 @@ function buildService(
         servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
       );
       await audit.close();
+      storeParts.watcher?.stop();
+      storeParts.sweeper?.stop();
+      storeParts.ledger = undefined;
+      await storeParts.store?.close().catch((err: unknown) => {
+        log.warn({ err }, "closing the store failed");
+      });
+      storeParts.store = undefined;
     },
   };
 }
@@ -290,6 +323,7 @@ async function loadAndWatch(
   const { state, metrics } = parts;
   const { log } = options;
   const now = options.now ?? Date.now;
+  await openStoreParts(parts, config, log, now);
   const authority = await loadOrCreateAuthority({
     clusterName: config.clusterName,
     dataDir: config.dataDir,
@@ -308,6 +342,7 @@ async function loadAndWatch(
 
   const applyResources = (resources: ResourceSet, at: Date, reason: string): void => {
     state.setResources(resources);
+    parts.store.watcher?.setResourceLocks([...resources.locks.values()]);
     parts.recordReload({ at, ok: true, reason, problems: [] });
     metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
     metrics.declareOidcIssuers(
@@ -354,6 +389,57 @@ async function loadAndWatch(
     throw err;
   }
   return reloader;
+}
+
+/**
+ * Opens the store (a StoreOpenError stops start-up with its one-line message), reads its locks
+ * once, then keeps polling them; records instances through the ledger; sweeps expired ones.
+ */
+async function openStoreParts(
+  parts: ServiceParts,
+  config: ServiceConfig,
+  log: Logger,
+  now: () => number,
+): Promise<void> {
+  const { metrics } = parts;
+  const store = await openStore(config.store.backend, {
+    onIdleError: (err) => log.warn({ err }, "a store connection was lost; the pool reconnects"),
+  });
+  parts.store.store = store;
+  const watcher = new LockWatcher({
+    store,
+    intervalMs: config.store.lockPollIntervalMs,
+    onPollError: (err) =>
+      log.warn({ err }, "reading locks from the store failed; the last locks read stay in force"),
+    onPollRecovered: () => log.info("reading locks from the store works again"),
+  });
+  await watcher.start();
+  parts.store.watcher = watcher;
+  parts.store.ledger = new InstanceLedger({
+    store,
+    locks: watcher,
+    onWriteFailure: () => metrics.recordStoreWriteFailure(),
+    onStoreDown: (err) => {
+      metrics.setStoreUp(false);
+      log.error({ err }, "store unavailable: joins are refused until it is back");
+    },
+    onStoreUp: () => {
+      metrics.setStoreUp(true);
+      log.info("store available again");
+    },
+  });
+  const sweeper = startInstanceSweeper({
+    store,
+    retentionMs: config.store.instanceRetentionMs,
+    now,
+    onSwept: (removed) => {
+      metrics.recordInstancesSwept(removed);
+      log.info({ removed }, "expired bot instances swept");
+    },
+    onError: (err) => log.warn({ err }, "sweeping expired bot instances failed; next try later"),
+  });
+  parts.store.sweeper = sweeper;
+  void sweeper.sweepOnce();
 }
 
 /** The lifecycle of a started service: reload (resources and the TLS pair) and one shutdown. */
