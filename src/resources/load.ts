@@ -1,11 +1,13 @@
 /**
- * Loads bot and token resources (`tctl create` style YAML) and validates them as a whole:
+ * Loads bot, token and lock resources (`tctl create` style YAML) and validates them as a whole:
  * all-or-nothing, every problem reported as `file:line:col: field.path: message`.
  */
 import { readFile, readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
+import type { Lock } from "../locks/lock.ts";
 import { readBot } from "./bot.ts";
+import { readLock } from "./lock.ts";
 import { isPlainObject } from "../lib/plain-object.ts";
 import { Diagnostics, FieldReader, describe, inFileOrder } from "../yaml/field-reader.ts";
 import { readToken } from "./token.ts";
@@ -19,7 +21,8 @@ export interface ResourceText {
 }
 
 /** The kinds kube-join loads, with the one version each must have. */
-const VERSION_OF_KIND = { bot: "v1", token: "v2" } as const;
+const VERSION_OF_KIND = { bot: "v1", token: "v2", lock: "v2" } as const;
+type Kind = keyof typeof VERSION_OF_KIND;
 
 /** A resource file larger than this is refused unread (resource files are small). */
 const MAX_FILE_BYTES = 4 * 1024 * 1024;
@@ -107,13 +110,18 @@ export async function loadResources(paths: readonly string[]): Promise<ResourceS
  *   const set = parseResources([{ file: "bot.yaml", text }, { file: "bot-token.yaml", text: t }]);
  *   set.tokens.get("example-bot")?.kubernetes?.type; // "static_jwks"
  */
-export function parseResources(sources: readonly ResourceText[]): ResourceSet {
+export function parseResources(
+  sources: readonly ResourceText[],
+  nowMs: number = Date.now(),
+): ResourceSet {
   const diagnostics = new Diagnostics();
   const bots = new Map<string, Bot>();
   const tokens = new Map<string, JoinToken>();
+  const locks = new Map<string, Lock>();
   // Names seen, valid or not, so a duplicate is reported even when the first copy had problems.
   const botNames = new Map<string, FieldReader>();
   const tokenNames = new Map<string, FieldReader>();
+  const lockNames = new Map<string, FieldReader>();
   const botRefs: { botName: string; reader: FieldReader }[] = [];
 
   for (const { file, text } of sources) {
@@ -134,7 +142,7 @@ export function parseResources(sources: readonly ResourceText[]): ResourceSet {
       const kind = readKind(r, doc);
       if (kind === undefined) continue;
       const name = nameOf(doc);
-      const names = kind === "bot" ? botNames : tokenNames;
+      const names = kind === "bot" ? botNames : kind === "token" ? tokenNames : lockNames;
       const first = name === undefined ? undefined : names.get(name);
       if (name !== undefined && first !== undefined) {
         const at = first.source.positionOf(["metadata", "name"]);
@@ -148,6 +156,9 @@ export function parseResources(sources: readonly ResourceText[]): ResourceSet {
       if (kind === "bot") {
         const bot = readBot(r, doc);
         if (bot !== undefined && first === undefined) bots.set(bot.name, bot);
+      } else if (kind === "lock") {
+        const lock = readLock(r, doc, nowMs);
+        if (lock !== undefined && first === undefined) locks.set(lock.name, lock);
       } else {
         const token = readToken(r, doc);
         if (token !== undefined && first === undefined) tokens.set(token.name, token);
@@ -177,15 +188,21 @@ export function parseResources(sources: readonly ResourceText[]): ResourceSet {
       ),
     );
   }
-  return { bots, tokens, warnings: diagnostics.warnings, files: sources.map((s) => s.file) };
+  return {
+    bots,
+    tokens,
+    locks,
+    warnings: diagnostics.warnings,
+    files: sources.map((s) => s.file),
+  };
 }
 
 /** Checks `kind` and `version`; returns the kind when kube-join loads it. */
-function readKind(r: FieldReader, doc: Record<string, unknown>): "bot" | "token" | undefined {
-  const kind = r.requiredString(["kind"], doc["kind"], 'must be set ("bot" or "token")');
+function readKind(r: FieldReader, doc: Record<string, unknown>): Kind | undefined {
+  const kind = r.requiredString(["kind"], doc["kind"], 'must be set ("bot", "token" or "lock")');
   if (kind === undefined) return undefined;
-  if (kind !== "bot" && kind !== "token") {
-    if (kind.toLowerCase() === "bot" || kind.toLowerCase() === "token") {
+  if (!isKind(kind)) {
+    if (isKind(kind.toLowerCase())) {
       r.error(
         ["kind"],
         `must be ${JSON.stringify(kind.toLowerCase())} (lowercase), got ${JSON.stringify(kind)}`,
@@ -210,6 +227,10 @@ function readKind(r: FieldReader, doc: Record<string, unknown>): "bot" | "token"
     return undefined;
   }
   return kind;
+}
+
+function isKind(kind: string): kind is Kind {
+  return Object.hasOwn(VERSION_OF_KIND, kind);
 }
 
 function nameOf(doc: Record<string, unknown>): string | undefined {
