@@ -16,7 +16,7 @@ export const ERROR_REGISTRY = {
   ],
   jwt_signature_invalid: [
     401,
-    "No trusted key of the token's `kid` (or of the right type) verifies the signature.",
+    "No trusted key of the token's `kid` (or, without a kid, none of the first `max_keys_without_kid` keys of the right type) verifies the signature.",
   ],
   jwt_audience_mismatch: [401, "`aud` does not contain the cluster name kube-join expects."],
   jwt_issuer_mismatch: [401, "`iss` does not equal the issuer configured for an `oidc` token."],
@@ -73,6 +73,10 @@ export const ERROR_REGISTRY = {
   store_unavailable: [
     503,
     "The bot instance could not be recorded (the store is unreachable); nothing was issued. Retry after `Retry-After` seconds.",
+  ],
+  audit_unavailable: [
+    503,
+    "The audit trail cannot be written (full disk, I/O error, removed directory): no certificate is issued; retry after `Retry-After` seconds.",
   ],
 } as const satisfies Record<string, readonly [number, string]>;
 

@@ -49,9 +49,13 @@ test("a minimal config gets every default, with paths resolved against the confi
   assert.deepEqual(config.certs, { defaultTtlMs: 3_600_000, maxTtlMs: 86_400_000 });
   assert.deepEqual(config.rateLimit, { average: 120, periodMs: 60_000, burst: 480 });
   assert.deepEqual(config.cache, { maxEntries: 100_000 });
-  assert.deepEqual(config.audit, { file: undefined });
+  assert.deepEqual(config.audit, { file: undefined, onFailure: "refuse" });
   assert.equal(config.logLevel, "info");
   assert.equal(config.shutdownTimeoutMs, 10_000);
+  assert.equal(config.maxConnections, 512);
+  assert.equal(config.headersTimeoutMs, 10_000);
+  assert.equal(config.requestTimeoutMs, 30_000);
+  assert.equal(config.maxKeysWithoutKid, 4);
 });
 
 test("every key is read", () => {
@@ -104,7 +108,7 @@ shutdown_timeout: 2s
   assert.deepEqual(config.certs, { defaultTtlMs: 1_800_000, maxTtlMs: 43_200_000 });
   assert.deepEqual(config.rateLimit, { average: 60, periodMs: 30_000, burst: 100 });
   assert.deepEqual(config.cache, { maxEntries: 5000 });
-  assert.deepEqual(config.audit, { file: "/etc/kube-join/audit.log" });
+  assert.deepEqual(config.audit, { file: "/etc/kube-join/audit.log", onFailure: "refuse" });
   assert.equal(config.logLevel, "debug");
   assert.equal(config.shutdownTimeoutMs, 2000);
 });
@@ -262,6 +266,29 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
       ],
     },
     {
+      name: "connection limits",
+      text: `${OK}headers_timeout: 500ms\nmax_connections: 0\n`,
+      expected: [
+        "kube-join.yaml:3:1: headers_timeout: must be at least 1s",
+        "kube-join.yaml:4:1: max_connections: must be a whole number of at least 1",
+      ],
+    },
+    {
+      name: "too many keys tried without a kid",
+      text: `${OK}max_keys_without_kid: 51\n`,
+      expected: ["kube-join.yaml:3:1: max_keys_without_kid: must be at most 50"],
+    },
+    {
+      name: "request timeout shorter than the headers timeout",
+      text: `${OK}headers_timeout: 20s\nrequest_timeout: 10s\n`,
+      expected: ["kube-join.yaml:4:1: request_timeout: must not be shorter than headers_timeout"],
+    },
+    {
+      name: "audit failure policy",
+      text: `${OK}audit: {on_failure: ignore}\n`,
+      expected: ["kube-join.yaml:3:9: audit.on_failure: must be one of: refuse, continue"],
+    },
+    {
       name: "CA key type",
       text: `${OK}ca: {tls_key_type: dsa}\n`,
       expected: [
@@ -331,7 +358,7 @@ test('an empty value (null or "") means the default, as in resources', () => {
   assert.deepEqual(config.listenAddr, { host: "127.0.0.1", port: 3025 });
   assert.equal(config.logLevel, "info");
   assert.equal(config.certs.defaultTtlMs, 3_600_000);
-  assert.deepEqual(config.audit, { file: undefined });
+  assert.deepEqual(config.audit, { file: undefined, onFailure: "refuse" });
   assert.deepEqual(config.rateLimit, { average: 120, periodMs: 60_000, burst: 480 });
 });
 

@@ -26,6 +26,10 @@ export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** What `ca.tls_key_type` may ask for when kube-join generates its TLS CA key. */
+/** `audit.on_failure`: refuse a join whose audit line cannot be written, or serve it and lose it. */
+export const AUDIT_FAILURE_POLICIES = ["refuse", "continue"] as const;
+export type AuditFailurePolicy = (typeof AUDIT_FAILURE_POLICIES)[number];
+
 export const CA_TLS_KEY_ALGORITHMS = ["ecdsa-p256", "rsa-2048"] as const;
 export type CaTlsKeyAlgorithm = (typeof CA_TLS_KEY_ALGORITHMS)[number];
 
@@ -68,8 +72,8 @@ export interface ServiceConfig {
     readonly burst: number;
   };
   readonly cache: { readonly maxEntries: number };
-  /** Audit log file; undefined writes the audit lines to stdout. */
-  readonly audit: { readonly file: string | undefined };
+  /** Audit log file (undefined: stdout), and what a join gets when its line cannot be written. */
+  readonly audit: { readonly file: string | undefined; readonly onFailure: AuditFailurePolicy };
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
   /** Where bot instances and locks live (docs/store.md). */
@@ -80,6 +84,13 @@ export interface ServiceConfig {
     /** How often each serve reads the store's locks. */
     readonly lockPollIntervalMs: number;
   };
+  /** Open connections the join listener accepts at once; more are closed at accept. */
+  readonly maxConnections: number;
+  /** Time a client has for its request headers, and for the whole request. */
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** Keys tried for a JWT that names no `kid` (kube < 1.16); more fail `jwt_signature_invalid`. */
+  readonly maxKeysWithoutKid: number;
 }
 
 export const STORE_ENGINES = ["sqlite", "postgres", "memory"] as const;
@@ -109,6 +120,11 @@ export const CONFIG_DEFAULTS = {
   "cache.max_entries": 100_000,
   log_level: "info",
   shutdown_timeout: "10s",
+  "audit.on_failure": "refuse",
+  max_connections: 512,
+  headers_timeout: "10s",
+  request_timeout: "30s",
+  max_keys_without_kid: 4,
   "store.engine": "sqlite",
   "store.instance_retention": "24h",
   "store.lock_poll_interval": "2s",
@@ -131,6 +147,10 @@ const ROOT_FIELDS = [
   "log_level",
   "shutdown_timeout",
   "store",
+  "max_connections",
+  "headers_timeout",
+  "request_timeout",
+  "max_keys_without_kid",
 ] as const;
 
 const MIN_DEFAULT_TTL_MS = 60_000;
@@ -204,6 +224,8 @@ function readRoot(
   const cache = readCache(r, root["cache"]);
   const audit = readAudit(r, root["audit"], baseDir);
   const lifecycle = readLifecycle(r, root);
+  const connections = readConnectionLimits(r, root);
+  const maxKeysWithoutKid = readMaxKeysWithoutKid(r, root["max_keys_without_kid"]);
   const store = dataDir === undefined ? undefined : readStore(r, root["store"], baseDir, dataDir);
   if (
     r.problemCount > 0 ||
@@ -218,6 +240,8 @@ function readRoot(
     cache === undefined ||
     audit === undefined ||
     lifecycle === undefined ||
+    connections === undefined ||
+    maxKeysWithoutKid === undefined ||
     store === undefined
   ) {
     return undefined;
@@ -236,6 +260,8 @@ function readRoot(
     audit,
     ...lifecycle,
     store,
+    ...connections,
+    maxKeysWithoutKid,
   };
 }
 
@@ -448,9 +474,69 @@ function readAudit(
   baseDir: string,
 ): ServiceConfig["audit"] | undefined {
   const before = r.problemCount;
-  const block = r.optionalMapping(["audit"], value, ["file"]) ?? {};
+  const block = r.optionalMapping(["audit"], value, ["file", "on_failure"]) ?? {};
   const file = r.optionalPath(["audit", "file"], block["file"], baseDir);
-  return r.problemCount > before ? undefined : { file };
+  const onFailure = r.optionalEnum(
+    ["audit", "on_failure"],
+    orDefault(block["on_failure"], CONFIG_DEFAULTS["audit.on_failure"]),
+    AUDIT_FAILURE_POLICIES,
+  );
+  return r.problemCount > before || onFailure === undefined ? undefined : { file, onFailure };
+}
+
+/** Bounds the signature checks one kid-less JWT may cost (each is CPU an attacker spends for free). */
+const MAX_KEYS_WITHOUT_KID = 50;
+
+function readMaxKeysWithoutKid(r: FieldReader, value: unknown): number | undefined {
+  const max = r.optionalPositiveInt(
+    ["max_keys_without_kid"],
+    orDefault(value, CONFIG_DEFAULTS.max_keys_without_kid),
+  );
+  if (max !== undefined && max > MAX_KEYS_WITHOUT_KID) {
+    r.error(["max_keys_without_kid"], `must be at most ${MAX_KEYS_WITHOUT_KID}`);
+    return undefined;
+  }
+  return max;
+}
+
+/** `max_connections`, `headers_timeout`, `request_timeout`: what a client may hold. */
+function readConnectionLimits(
+  r: FieldReader,
+  root: Block,
+): Pick<ServiceConfig, "maxConnections" | "headersTimeoutMs" | "requestTimeoutMs"> | undefined {
+  const before = r.problemCount;
+  const maxConnections = r.optionalPositiveInt(
+    ["max_connections"],
+    orDefault(root["max_connections"], CONFIG_DEFAULTS.max_connections),
+  );
+  const headersTimeoutMs = r.optionalDuration(
+    ["headers_timeout"],
+    orDefault(root["headers_timeout"], CONFIG_DEFAULTS.headers_timeout),
+  );
+  const requestTimeoutMs = r.optionalDuration(
+    ["request_timeout"],
+    orDefault(root["request_timeout"], CONFIG_DEFAULTS.request_timeout),
+  );
+  if (headersTimeoutMs !== undefined && headersTimeoutMs < 1000) {
+    r.error(["headers_timeout"], "must be at least 1s");
+  }
+  if (
+    headersTimeoutMs !== undefined &&
+    requestTimeoutMs !== undefined &&
+    requestTimeoutMs < headersTimeoutMs
+  ) {
+    // node:http refuses a request timeout shorter than the headers timeout.
+    r.error(["request_timeout"], "must not be shorter than headers_timeout");
+  }
+  if (
+    r.problemCount > before ||
+    maxConnections === undefined ||
+    headersTimeoutMs === undefined ||
+    requestTimeoutMs === undefined
+  ) {
+    return undefined;
+  }
+  return { maxConnections, headersTimeoutMs, requestTimeoutMs };
 }
 
 /**

@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { INTERNAL_MESSAGE, JoinError } from "../errors.ts";
 import type { JoinRequest, JoinResult } from "../join/join.ts";
+import type { JoinRequestWire, JoinResponseWire } from "../lib/join-wire.ts";
 import { parseRfc3339 } from "../lib/rfc3339.ts";
 import { JSON_CONTENT_TYPE, sendError } from "./error-response.ts";
 import { parseJsonObject, readBody, requireJsonBody } from "../lib/json-body.ts";
@@ -104,12 +105,14 @@ async function serveJoin(
     const joinError = asJoinError(deps, err);
     // Refused before the join pipeline saw it (shape, size, media type): still an attempt.
     deps.joins.reportRefused?.({ remoteAddr, tokenName: tokenNameOf(body), error: joinError });
+    closeIfShuttingDown(deps, res);
     sendError(res, joinError.code, joinError.message);
     return;
   }
   try {
     const result = await deps.joins.join(request);
     const json = JSON.stringify(joinResponse(result));
+    closeIfShuttingDown(deps, res);
     res.writeHead(200, {
       "Content-Type": JSON_CONTENT_TYPE,
       "Content-Length": Buffer.byteLength(json),
@@ -118,8 +121,23 @@ async function serveJoin(
     res.end(json);
   } catch (err) {
     const joinError = asJoinError(deps, err);
+    closeIfShuttingDown(deps, res);
+    if (joinError.code === "audit_unavailable") {
+      res.setHeader("Retry-After", String(AUDIT_RETRY_AFTER_SECONDS));
+    }
     sendError(res, joinError.code, joinError.message);
   }
+}
+
+/** A full disk is rarely freed in less: the audit trail probes itself every second meanwhile. */
+export const AUDIT_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * A request that arrived before the drain began is answered during it: its answer must say
+ * `Connection: close` too, or the client sends its next request on a socket about to close.
+ */
+function closeIfShuttingDown(deps: JoinAppDeps, res: ServerResponse): void {
+  if (deps.isShuttingDown?.() === true) res.setHeader("Connection", "close");
 }
 
 function asJoinError(deps: JoinAppDeps, err: unknown): JoinError {
@@ -202,7 +220,8 @@ export function readJoinRequest(body: unknown, remoteAddr: string): JoinRequest 
     throw new JoinError("bad_request", "the request body must be a JSON object");
   }
   const fields = body as Record<string, unknown>;
-  const read = (name: string, required: boolean): string | undefined => {
+  // Field names come from the wire contract the agent sends with, so neither side can drift.
+  const read = (name: keyof JoinRequestWire, required: boolean): string | undefined => {
     if (!Object.hasOwn(fields, name) || fields[name] === undefined) {
       if (required) throw new JoinError("bad_request", `the field "${name}" is required`);
       return undefined;
@@ -234,7 +253,7 @@ export function readJoinRequest(body: unknown, remoteAddr: string): JoinRequest 
 }
 
 /** The 200 body of `POST /v1/join`, shaped like Teleport's certificates response. */
-export function joinResponse(result: JoinResult): Record<string, unknown> {
+export function joinResponse(result: JoinResult): JoinResponseWire {
   return {
     bot_name: result.botName,
     user: result.user,

@@ -51,6 +51,14 @@ export interface JoinServiceOptions {
   /** The verified-token cache; without one every join verifies its proof. */
   readonly cache?: VerifiedTokenCache<VerifiedProof>;
   readonly listeners?: readonly JoinListener[];
+  /**
+   * The audit trail. A successful join resolves only after `record` did; when `record` rejects,
+   * the join fails with that error (`audit_unavailable`) and its certificates are never returned.
+   * Failed attempts are recorded without waiting.
+   */
+  readonly auditTrail?: { record(attempt: JoinAttempt): Promise<void> };
+  /** Keys tried for a JWT that names no key id (`max_keys_without_kid`); default 4. */
+  readonly maxKeysWithoutKid?: number;
   /** Receives unexpected errors (bugs, I/O) with context; never sent to the caller. */
   readonly onInternalError?: (err: unknown, context: { readonly stage: string }) => void;
   /**
@@ -140,18 +148,9 @@ export class JoinService {
     const started = process.hrtime.bigint();
     const nowMs = this.#now();
     const trace = newTrace();
+    let result: JoinResult;
     try {
-      const result = await this.#run(request, nowMs, trace);
-      this.#emit(request, trace, started, nowMs, {
-        ok: true,
-        tlsSerial: result.tlsSerial,
-        sshSerial: result.sshSerial,
-        expires: result.expires,
-        ...(result.botInstance === undefined
-          ? {}
-          : { botInstanceId: result.botInstance.id, generation: result.botInstance.generation }),
-      });
-      return result;
+      result = await this.#run(request, nowMs, trace);
     } catch (err) {
       const joinError = this.#asJoinError(err, "join");
       this.#noteRefused(request, trace, nowMs, joinError);
@@ -165,6 +164,34 @@ export class JoinService {
       });
       throw joinError;
     }
+    const outcome = {
+      ok: true,
+      tlsSerial: result.tlsSerial,
+      sshSerial: result.sshSerial,
+      expires: result.expires,
+      ...(result.botInstance === undefined
+        ? {}
+        : { botInstanceId: result.botInstance.id, generation: result.botInstance.generation }),
+    } as const;
+    const audit = this.#options.auditTrail;
+    if (audit !== undefined) {
+      try {
+        await audit.record(this.#attempt(request, trace, started, nowMs, outcome));
+      } catch (err) {
+        // No certificate leaves without its audit line (docs/operations.md, "failure modes").
+        const joinError = this.#asJoinError(err, "audit");
+        this.#notify(
+          this.#attempt(request, trace, started, nowMs, {
+            ok: false,
+            code: joinError.code,
+            message: joinError.message,
+          }),
+        );
+        throw joinError;
+      }
+    }
+    this.#notify(this.#attempt(request, trace, started, nowMs, outcome));
+    return result;
   }
 
   /**
@@ -223,6 +250,7 @@ export class JoinService {
         cache: this.#options.cache,
         oidcKeys: this.#options.oidcKeys,
         onInternalError: this.#options.onInternalError,
+        maxKeysWithoutKid: this.#options.maxKeysWithoutKid,
       },
       trace,
     );
@@ -326,6 +354,7 @@ export class JoinService {
     return new JoinError("internal", INTERNAL_MESSAGE);
   }
 
+  /** Reports a failed attempt: to the audit trail without waiting, and to the listeners. */
   #emit(
     request: Pick<JoinRequest, "remoteAddr"> & { readonly tokenName: string | undefined },
     trace: Trace,
@@ -333,7 +362,21 @@ export class JoinService {
     nowMs: number,
     outcome: JoinAttempt["outcome"],
   ): void {
-    const attempt: JoinAttempt = {
+    const attempt = this.#attempt(request, trace, started, nowMs, outcome);
+    // A refusal gives nothing away, so it need not wait for its line; a lost one is counted
+    // by the trail itself.
+    this.#options.auditTrail?.record(attempt).catch(() => {});
+    this.#notify(attempt);
+  }
+
+  #attempt(
+    request: Pick<JoinRequest, "remoteAddr"> & { readonly tokenName: string | undefined },
+    trace: Trace,
+    started: bigint,
+    nowMs: number,
+    outcome: JoinAttempt["outcome"],
+  ): JoinAttempt {
+    return {
       time: new Date(nowMs),
       remoteAddr: request.remoteAddr,
       tokenName: request.tokenName,
@@ -344,11 +387,14 @@ export class JoinService {
       durationSeconds: Number(process.hrtime.bigint() - started) / 1e9,
       outcome,
     };
+  }
+
+  #notify(attempt: JoinAttempt): void {
     for (const listener of this.#listeners) {
       try {
         listener(attempt);
       } catch (err) {
-        // A failing listener (say, a full disk under the audit file) never fails the join.
+        // A failing listener (metrics) never fails the join.
         this.#options.onInternalError?.(err, { stage: "listener" });
       }
     }

@@ -80,6 +80,8 @@ export interface AuthenticateContext {
   /** Receives unexpected errors (bugs, I/O) with context; never sent to the caller. */
   readonly onInternalError:
     ((err: unknown, context: { readonly stage: string }) => void) | undefined;
+  /** Keys tried for a JWT proof that names no key id (`max_keys_without_kid`); default 4. */
+  readonly maxKeysWithoutKid?: number | undefined;
 }
 
 /** Filled by a method as it goes, for the join attempt's event (also when it then refuses). */

@@ -7,12 +7,22 @@ import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { createSecureContext } from "node:tls";
-import { createAuditLog, type AuditLog } from "../audit/audit.ts";
+import { openAuditTrail, type AuditTrail } from "../audit/audit.ts";
 import { loadOrCreateAuthority } from "../ca/authority.ts";
 import { isLoopbackHost, type ListenAddress, type ServiceConfig } from "../config/config.ts";
 import { ConfigError } from "../errors.ts";
 import { createJoinApp } from "../http/app.ts";
 import { createDiagApp } from "../http/diag.ts";
+import {
+  caSection,
+  describeCaCertificate,
+  joinCountsSection,
+  readinessSection,
+  reloadSection,
+  resourcesSection,
+  type ReloadRecord,
+  type StatusPage,
+} from "../http/status-page.ts";
 import { RateLimiter } from "../http/rate-limit.ts";
 import { InstanceLedger } from "../join/instance-ledger.ts";
 import { JoinService } from "../join/join.ts";
@@ -20,6 +30,7 @@ import { LockWatcher } from "../join/lock-watcher.ts";
 import { OidcKeySource, type OidcKeyLookup } from "../jwt/oidc.ts";
 import type { Logger } from "../log.ts";
 import type { VerifiedProof } from "../methods/join-method.ts";
+import { kubernetesSpecOf } from "../methods/kubernetes/method.ts";
 import { VerifiedTokenCache } from "../methods/verified-token-cache.ts";
 import { createMetrics, type Metrics } from "../metrics/metrics.ts";
 import { loadResources } from "../resources/load.ts";
@@ -30,9 +41,10 @@ import { startInstanceSweeper, type Sweeper } from "./instance-sweeper.ts";
 import { ResourceReloader, type ReloadOutcome } from "./reloader.ts";
 import { ServiceState } from "./state.ts";
 
-/** Time allowed for a request's headers, and for the whole request, on both listeners. */
-export const HEADERS_TIMEOUT_MS = 10_000;
-export const REQUEST_TIMEOUT_MS = 30_000;
+/** How often node:http enforces `headers_timeout` and `request_timeout`. */
+export const CONNECTIONS_CHECKING_INTERVAL_MS = 1_000;
+/** Prometheus and the kubelet's probes need a handful. */
+const DIAG_MAX_CONNECTIONS = 64;
 
 export interface RunningService {
   /** `http(s)://host:port` of the join listener (the real port when 0 was configured). */
@@ -53,7 +65,8 @@ export interface StartOptions {
 }
 
 /**
- * Starts the service: listeners first (so `/healthz` answers and joins get `not_ready` while the
+ * Starts the service: the audit trail first (a path that cannot be opened stops the start under
+ * `audit.on_failure: refuse`, before any port is bound or CA key made), then listeners (so `/healthz` answers and joins get `not_ready` while the
  * CA is generated), then CA and resources. Rejects (after closing what it opened) when the CA or
  * the resources cannot be loaded, or a port cannot be bound.
  */
@@ -61,7 +74,25 @@ export async function startJoinService(
   config: ServiceConfig,
   options: StartOptions,
 ): Promise<RunningService> {
-  const parts = buildService(config, options);
+  const audit = await openAuditTrail({
+    file: config.audit.file,
+    onFailure: config.audit.onFailure,
+    logger: options.log,
+  });
+  if (!audit.healthy) {
+    options.log.warn(
+      { file: config.audit.file },
+      "audit.on_failure is continue: serving without an audit trail until the file can be opened; not ready meanwhile",
+    );
+  }
+  let parts: ServiceParts;
+  try {
+    parts = buildService(config, options, audit);
+  } catch (err) {
+    // A TLS pair that does not load: the audit file opened above must not stay open.
+    await audit.close();
+    throw err;
+  }
   let reloader: ResourceReloader | undefined;
   try {
     const urls = await listenAll(parts, config, options.log);
@@ -103,19 +134,31 @@ interface ServiceParts {
   readonly store: StoreParts;
   readonly joinServer: Server | HttpsServer;
   readonly diagServer: Server;
+  readonly audit: AuditTrail;
   /** Set when shutdown starts: the join listener then answers `Connection: close`. */
   readonly markShuttingDown: () => void;
+  /** Counts a load or reload and keeps it (and the last good one) for the status page. */
+  readonly recordReload: (record: ReloadRecord) => void;
   readonly closeAll: () => Promise<void>;
 }
 
 /** Wires state, metrics, audit, caches, the oidc key source, the join service and both apps. */
-function buildService(config: ServiceConfig, options: StartOptions): ServiceParts {
+function buildService(
+  config: ServiceConfig,
+  options: StartOptions,
+  audit: AuditTrail,
+): ServiceParts {
   const { log } = options;
   const now = options.now ?? Date.now;
   const state = new ServiceState();
   const metrics = createMetrics();
-  const audit: AuditLog = createAuditLog({ file: config.audit.file, logger: log });
+  const startedAt = new Date(now());
+  audit.onWriteFailures((lines) => metrics.recordAuditWriteFailures(lines));
+  audit.onHealthChange((healthy) => metrics.setAuditSinkHealthy(healthy));
+  metrics.setAuditSinkHealthy(audit.healthy);
   const cache = new VerifiedTokenCache<VerifiedProof>({ maxEntries: config.cache.maxEntries, now });
+  const rateLimiter = new RateLimiter({ ...config.rateLimit, now });
+  metrics.setCacheCapacity(config.cache.maxEntries);
   const oidc = new OidcKeySource({
     extraCaFile: config.oidc.caFile,
     now,
@@ -127,6 +170,8 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
   const oidcKeys: OidcKeyLookup = (issuer, kid) => oidc.keysForIssuer(issuer, kid);
   metrics.onScrape(() => {
     metrics.setCacheEntries(cache.size);
+    metrics.setRateLimiterClients(rateLimiter.clients, rateLimiter.capacity);
+    metrics.setReady(state.ready && audit.healthy);
     for (const [issuer, age] of oidc.keySetAges()) metrics.setKeySetAge(issuer, age);
   });
   const onInternalError = (err: unknown, context: { readonly stage: string }): void => {
@@ -146,41 +191,93 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
     now,
     cache,
     oidcKeys,
-    listeners: [metrics.onJoin, audit.onJoin],
+    listeners: [metrics.onJoin],
+    auditTrail: audit,
+    maxKeysWithoutKid: config.maxKeysWithoutKid,
     onInternalError,
   });
   let shuttingDown = false;
   const app = createJoinApp({
     joins,
     trusted: () => state.authority?.trusted(),
-    rateLimiter: new RateLimiter({ ...config.rateLimit, now }),
+    rateLimiter,
     trustProxy: config.trustProxy,
     onRateLimited: () => metrics.recordRateLimited(),
     onInternalError,
     isShuttingDown: () => shuttingDown,
   });
-  const diagApp = createDiagApp({ metrics, isReady: () => state.ready, logger: log });
+  // The last load or reload of the resources, and the last good one, for the status page.
+  let lastReload: ReloadRecord | undefined;
+  let lastGoodReload: ReloadRecord | undefined;
+  const recordReload = (record: ReloadRecord): void => {
+    lastReload = record;
+    if (record.ok) lastGoodReload = record;
+    metrics.recordReload(record.ok, record.at);
+  };
+  // The page's sections, in order; a new subsystem adds its own here.
+  const status = async (): Promise<StatusPage> => {
+    const at = new Date(now());
+    const notReady: string[] = [];
+    if (state.authority === undefined)
+      notReady.push("The certificate authority is not loaded yet.");
+    if (state.resources === undefined) notReady.push("The resources are not loaded yet.");
+    if (!audit.healthy) notReady.push("The audit trail cannot be written.");
+    if (shuttingDown) notReady.push("Shutting down: requests in flight are finishing.");
+    return {
+      title: config.clusterName,
+      now: at,
+      sections: [
+        readinessSection({ ready: state.ready && audit.healthy, reasons: notReady, startedAt }, at),
+        reloadSection(lastReload, lastGoodReload, at),
+        joinCountsSection(await metrics.attemptCounts(), startedAt),
+        resourcesSection(state.resources, at, new Map(oidc.keySetAges())),
+        caSection(state.authority?.trusted(), at),
+      ],
+    };
+  };
+  const diagApp = createDiagApp({
+    metrics,
+    isReady: () => state.ready && audit.healthy,
+    notReadyMessage: () =>
+      state.ready
+        ? "The audit trail cannot be written."
+        : "Resources or the certificate authority are not loaded yet.",
+    logger: log,
+    status,
+  });
 
   const tlsFiles = config.tls;
+  // A join is milliseconds of work on a body of at most 64 KiB: a client that dribbles its
+  // headers or body (slowloris) is cut off long before Node's 60 s / 300 s defaults. Node checks
+  // these deadlines every `connectionsCheckingInterval` (30 s by default, which let a 10 s
+  // deadline run to 39 s): once a second keeps them to within about a second.
+  const timeouts = {
+    headersTimeout: config.headersTimeoutMs,
+    requestTimeout: config.requestTimeoutMs,
+    connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
+  };
   const joinServer: Server | HttpsServer =
-    tlsFiles === undefined ? createHttpServer(app) : createHttpsServer(readTlsFiles(tlsFiles), app);
-  const diagServer = createHttpServer(diagApp);
+    tlsFiles === undefined
+      ? createHttpServer(timeouts, app)
+      : createHttpsServer({ ...timeouts, ...readTlsFiles(tlsFiles) }, app);
+  const diagServer = createHttpServer(timeouts, diagApp);
   const servers = [joinServer, diagServer];
-  for (const server of servers) {
-    // A join is milliseconds of work on a body of at most 64 KiB: a client that dribbles its
-    // headers or body (slowloris) is cut off long before Node's 60 s / 300 s defaults.
-    server.headersTimeout = HEADERS_TIMEOUT_MS;
-    server.requestTimeout = REQUEST_TIMEOUT_MS;
-  }
+  // At the cap, node:http closes a new connection right after accepting it (cheap), while the
+  // connections already open, keep-alive clients among them, go on; file descriptors are kept for
+  // the audit file, the CA and resource reloads.
+  joinServer.maxConnections = config.maxConnections;
+  diagServer.maxConnections = DIAG_MAX_CONNECTIONS;
   return {
     state,
     metrics,
     store: storeParts,
     joinServer,
     diagServer,
+    audit,
     markShuttingDown: () => {
       shuttingDown = true;
     },
+    recordReload,
     closeAll: async () => {
       for (const server of servers) server.closeAllConnections();
       await Promise.all(
@@ -238,16 +335,26 @@ async function loadAndWatch(
     },
   });
   state.setAuthority(authority);
+  const signingCa = authority.trusted().tlsCaCerts[0];
+  if (signingCa !== undefined) {
+    metrics.setCaCertificateExpiry(describeCaCertificate(signingCa).notAfter);
+  }
 
-  const applyResources = (resources: ResourceSet, at: Date): void => {
+  const applyResources = (resources: ResourceSet, at: Date, reason: string): void => {
     state.setResources(resources);
     parts.store.watcher?.setResourceLocks([...resources.locks.values()]);
-    metrics.recordReload(true, at);
+    parts.recordReload({ at, ok: true, reason, problems: [] });
     metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
+    metrics.declareOidcIssuers(
+      [...resources.tokens.values()].flatMap((t) => {
+        const spec = kubernetesSpecOf(t.join);
+        return spec?.type === "oidc" ? [spec.issuer] : [];
+      }),
+    );
     for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
   };
   const initial = await loadResources(config.resources);
-  applyResources(initial, new Date(now()));
+  applyResources(initial, new Date(now()), "start-up");
 
   const reloader = new ResourceReloader({
     paths: config.resources,
@@ -255,7 +362,7 @@ async function loadAndWatch(
     onReload: (outcome: ReloadOutcome) => {
       const at = new Date(now());
       if (outcome.ok) {
-        applyResources(outcome.resources, at);
+        applyResources(outcome.resources, at, outcome.reason);
         log.info(
           {
             reason: outcome.reason,
@@ -266,9 +373,10 @@ async function loadAndWatch(
         );
         return;
       }
-      metrics.recordReload(false, at);
+      const problems = problemsOf(outcome.error);
+      parts.recordReload({ at, ok: false, reason: outcome.reason, problems });
       log.error(
-        { reason: outcome.reason, problems: problemsOf(outcome.error) },
+        { reason: outcome.reason, problems },
         "resource reload failed; the previous resources keep serving",
       );
     },
@@ -350,6 +458,7 @@ function running(
     state: parts.state,
     metrics: parts.metrics,
     async reload(reason) {
+      await parts.audit.checkFile();
       if (tlsFiles !== undefined && "setSecureContext" in joinServer) {
         try {
           joinServer.setSecureContext(readTlsFiles(tlsFiles));

@@ -129,7 +129,9 @@ export class KubernetesJoin implements PreparedJoin {
     const expected: ExpectedClaims =
       issuer === undefined ? { audience } : { audience, issuer: issuer.issuer };
     const verified = toVerifiedServiceAccount(
-      verifyServiceAccountToken(decoded ?? jwt, keySet, expected, nowMs),
+      verifyServiceAccountToken(decoded ?? jwt, keySet, expected, nowMs, {
+        maxKeysWithoutKid: context.maxKeysWithoutKid,
+      }),
       this.spec.type,
     );
     if (cache !== undefined && key !== undefined) cache.set(key, verified);
