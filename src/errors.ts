@@ -70,13 +70,13 @@ export const ERROR_REGISTRY = {
   ],
   internal: [500, "An unexpected error; details are only in the server log."],
   not_ready: [503, "Resources or the certificate authority are not loaded yet."],
-  store_unavailable: [
-    503,
-    "The bot instance could not be recorded (the store is unreachable); nothing was issued. Retry after `Retry-After` seconds.",
-  ],
   audit_unavailable: [
     503,
     "The audit trail cannot be written (full disk, I/O error, removed directory): no certificate is issued; retry after `Retry-After` seconds.",
+  ],
+  store_unavailable: [
+    503,
+    "The bot instance could not be recorded (the store is unreachable); nothing was issued. Retry after `Retry-After` seconds.",
   ],
 } as const satisfies Record<string, readonly [number, string]>;
 

@@ -14,8 +14,8 @@ import type { JoinToken, ResourceSet } from "../resources/types.ts";
 
 const USAGE = `Usage: kube-join check [--max-keys-without-kid N] PATH...
 
-Validates bot, token and lock resources (YAML files, or directories whose *.yaml and *.yml files are
-read in name order) exactly as the service loads them. Warns about a static JWKS with more keys
+Validates bot, token and lock resources (YAML files, or directories whose *.yaml and *.yml files
+are read in name order) exactly as the service loads them. Warns about a static JWKS with more keys
 of one type than a JWT without a kid is tried against (the service's max_keys_without_kid,
 default ${CONFIG_DEFAULTS.max_keys_without_kid}; give the configured value with --max-keys-without-kid).
 

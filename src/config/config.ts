@@ -76,6 +76,13 @@ export interface ServiceConfig {
   readonly audit: { readonly file: string | undefined; readonly onFailure: AuditFailurePolicy };
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
+  /** Open connections the join listener accepts at once; more are closed at accept. */
+  readonly maxConnections: number;
+  /** Time a client has for its request headers, and for the whole request. */
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** Keys tried for a JWT that names no `kid` (kube < 1.16); more fail `jwt_signature_invalid`. */
+  readonly maxKeysWithoutKid: number;
   /** Where bot instances and locks live (docs/store.md). */
   readonly store: {
     readonly backend: StoreConfig;
@@ -84,13 +91,6 @@ export interface ServiceConfig {
     /** How often each serve reads the store's locks. */
     readonly lockPollIntervalMs: number;
   };
-  /** Open connections the join listener accepts at once; more are closed at accept. */
-  readonly maxConnections: number;
-  /** Time a client has for its request headers, and for the whole request. */
-  readonly headersTimeoutMs: number;
-  readonly requestTimeoutMs: number;
-  /** Keys tried for a JWT that names no `kid` (kube < 1.16); more fail `jwt_signature_invalid`. */
-  readonly maxKeysWithoutKid: number;
 }
 
 export const STORE_ENGINES = ["sqlite", "postgres", "memory"] as const;
@@ -146,11 +146,11 @@ const ROOT_FIELDS = [
   "audit",
   "log_level",
   "shutdown_timeout",
-  "store",
   "max_connections",
   "headers_timeout",
   "request_timeout",
   "max_keys_without_kid",
+  "store",
 ] as const;
 
 const MIN_DEFAULT_TTL_MS = 60_000;
@@ -259,9 +259,9 @@ function readRoot(
     cache,
     audit,
     ...lifecycle,
-    store,
     ...connections,
     maxKeysWithoutKid,
+    store,
   };
 }
 

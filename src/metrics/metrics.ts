@@ -246,13 +246,13 @@ export function createMetrics(): Metrics {
   for (const kind of ["bot", "token"]) resources.set({ kind }, 0);
   cacheEntries.set(0);
   rateLimited.inc(0);
+  ready.set(0);
+  auditFailures.inc(0);
+  auditHealthy.set(1);
   for (const target of LOCK_TARGET_FIELDS) lockedJoins.inc({ target }, 0);
   storeWriteFailures.inc(0);
   storeUp.set(1);
   instancesSwept.inc(0);
-  ready.set(0);
-  auditFailures.inc(0);
-  auditHealthy.set(1);
 
   const scrapeHooks: Array<() => void> = [];
 
