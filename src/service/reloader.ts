@@ -31,6 +31,8 @@ export interface ReloaderOptions {
 export class ResourceReloader {
   readonly #options: ReloaderOptions;
   readonly #watchers = new Map<string, FSWatcher>();
+  /** dir -> names to react to there (undefined: any change in the directory counts). */
+  #wanted = new Map<string, Set<string> | undefined>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #pending: string | undefined;
@@ -104,10 +106,16 @@ export class ResourceReloader {
         this.#watchers.delete(dir);
       }
     }
-    for (const [dir, names] of wanted) {
-      this.#watchers.get(dir)?.close();
+    // A directory still wanted keeps its watcher: closing and reopening it after every reload
+    // dropped a change made in between (an edit right after a reload was never picked up). The
+    // callback reads the names to react to at event time, so a kept watcher follows the new set.
+    this.#wanted = wanted;
+    for (const dir of wanted.keys()) {
+      if (this.#watchers.has(dir)) continue;
       try {
         const watcher = watch(dir, { persistent: false }, (_event, name) => {
+          if (!this.#wanted.has(dir)) return;
+          const names = this.#wanted.get(dir);
           const changed = name === null ? undefined : String(name);
           // `..data` and friends: a Kubernetes ConfigMap mount swapping its contents.
           if (
