@@ -364,6 +364,100 @@ sum by (job, instance, issuer) (increase(kube_join_oidc_key_fetches_total{result
     ],
   },
   {
+    name: "kube-join.records",
+    rules: [
+      {
+        alert: "KubeJoinAuditSinkFailing",
+        expr: `kube_join_audit_sink_healthy == 0`,
+        for: "1m",
+        severity: "critical",
+        summary: "kube-join {{ $labels.instance }} cannot write its audit trail.",
+        description:
+          "{{ $labels.instance }} refuses every join with audit_unavailable (or, with audit.on_failure: continue, serves joins whose record is lost) and is not ready, so the Service sends it no joins. " +
+          'The log line "the audit trail cannot be written" names the error: free space on the audit file\'s volume, fix its permissions or recreate its directory; kube-join reopens the file by itself and writes an audit.gap line counting what was lost.',
+        cases: [
+          {
+            name: "the sink fails for two minutes",
+            input: [{ series: `kube_join_audit_sink_healthy{${T}}`, values: "1 1 0x5" }],
+            at: "6m",
+            fires: [replica0],
+          },
+          {
+            name: "a short failure that recovered",
+            input: [{ series: `kube_join_audit_sink_healthy{${T}}`, values: "1 0 1x5" }],
+            at: "6m",
+            fires: [],
+          },
+        ],
+      },
+      {
+        alert: "KubeJoinStoreUnavailable",
+        expr: `kube_join_store_up == 0
+or on (job, instance)
+sum by (job, instance) (increase(kube_join_store_write_failures_total[5m])) > 0`,
+        for: "1m",
+        severity: "critical",
+        summary: "kube-join {{ $labels.instance }} cannot record bot instances.",
+        description:
+          "Joins on {{ $labels.instance }} are refused with store_unavailable: the bot-instance store (SQLite file or PostgreSQL) does not take writes, and no certificate is issued without its record. " +
+          "Check the database (PostgreSQL up and reachable with the kube-join-store Secret's URL; for SQLite, the data_dir volume's space and permissions); joins recover by themselves once writes succeed (docs/store.md).",
+        cases: [
+          {
+            name: "writes failing for five minutes",
+            input: [
+              { series: `kube_join_store_up{${T}}`, values: "1 1 0x6" },
+              {
+                series: `kube_join_store_write_failures_total{${T}}`,
+                values: "0 0 1 5 9 14 20 30",
+              },
+            ],
+            at: "7m",
+            fires: [replica0],
+          },
+          {
+            name: "the store healthy throughout",
+            input: [
+              { series: `kube_join_store_up{${T}}`, values: "1x10" },
+              { series: `kube_join_store_write_failures_total{${T}}`, values: "0x10" },
+            ],
+            at: "10m",
+            fires: [],
+          },
+        ],
+      },
+      {
+        alert: "KubeJoinLockedJoins",
+        expr: `sum by (job, instance, target) (increase(kube_join_locked_joins_total[10m])) > 0`,
+        for: "0m",
+        severity: "info",
+        summary:
+          "kube-join {{ $labels.instance }} refused joins under a lock on a {{ $labels.target }}.",
+        description:
+          "A lock in force on {{ $labels.instance }} refused joins with join_locked: a bot, token, instance, service account or namespace that was locked is still trying to get certificates. " +
+          "If the lock is meant (a compromised workload), find the pod that keeps trying (kube-join instances list; the audit trail's TJ001E lines name the lock); if not, remove it with kube-join lock delete NAME.",
+        cases: [
+          {
+            name: "a locked bot keeps trying",
+            input: [
+              {
+                series: `kube_join_locked_joins_total{${T},target="user"}`,
+                values: "0 0 1 2 3 4",
+              },
+            ],
+            at: "5m",
+            fires: [{ ...replica0, target: "user" }],
+          },
+          {
+            name: "no locked joins",
+            input: [{ series: `kube_join_locked_joins_total{${T},target="user"}`, values: "0x10" }],
+            at: "10m",
+            fires: [],
+          },
+        ],
+      },
+    ],
+  },
+  {
     name: "kube-join.service",
     rules: [
       {
