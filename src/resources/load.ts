@@ -9,8 +9,8 @@ import { readBot } from "./bot.ts";
 import { isPlainObject } from "../lib/plain-object.ts";
 import { Diagnostics, FieldReader, describe, inFileOrder } from "../yaml/field-reader.ts";
 import { readToken } from "./token.ts";
-import type { Bot, JoinToken, ResourceSet } from "./types.ts";
-import { parseYamlDocuments } from "../yaml/yaml-source.ts";
+import type { Bot, JoinToken, ResourceSet, SourcePosition } from "./types.ts";
+import { formatProblem, parseYamlDocuments } from "../yaml/yaml-source.ts";
 
 /** One resource file's text, named as messages should name it. */
 export interface ResourceText {
@@ -97,6 +97,82 @@ export async function loadResources(paths: readonly string[]): Promise<ResourceS
 }
 
 /**
+ * One `kind: bot` or `kind: token` document of a file, validated on its own: everything the checks
+ * across files (unique names, `bot_name` references) need, so a file that did not change between
+ * two loads is never read again (see `ResourceLoader`).
+ */
+export interface ParsedDocument {
+  /** The kind, when kube-join loads it (undefined: skipped with a warning, or a problem). */
+  readonly kind: "bot" | "token" | undefined;
+  /** `metadata.name` when it is a non-empty string, valid or not (a duplicate is reported anyway). */
+  readonly name: string | undefined;
+  /** Where `metadata.name` is (or would be) written. */
+  readonly namePosition: SourcePosition;
+  /** The valid resource, when the document had no problem. */
+  readonly bot?: Bot | undefined;
+  readonly token?: JoinToken | undefined;
+  /** A token's non-empty string `spec.bot_name`, checked against the bots of the whole set. */
+  readonly botRef?: { readonly name: string; readonly position: SourcePosition } | undefined;
+  /** This document's own problems, formatted (`file:line:col: path: message`). */
+  readonly problems: readonly string[];
+}
+
+/** One file, parsed and validated on its own; `assembleResourceSet` checks the files together. */
+export interface ParsedFile {
+  readonly file: string;
+  /** YAML syntax problems (formatted). */
+  readonly problems: readonly string[];
+  /** YAML warnings and the documents' warnings, in file order. */
+  readonly warnings: readonly string[];
+  readonly documents: readonly ParsedDocument[];
+}
+
+/**
+ * Parses and validates the documents of one file, without the checks that need the other files
+ * (names unique across the set, `bot_name` naming a loaded bot): `assembleResourceSet` does those.
+ */
+export function parseResourceFile(file: string, text: string): ParsedFile {
+  const stream = parseYamlDocuments(file, text);
+  const warnings: string[] = [...stream.warnings];
+  const documents: ParsedDocument[] = [];
+  for (const source of stream.documents) {
+    if (source.value === null || source.value === undefined) continue; // empty document
+    const diagnostics = new Diagnostics();
+    const r = new FieldReader(source, diagnostics);
+    const doc = source.value;
+    const namePosition = source.positionOf(["metadata", "name"]);
+    let parsed: Omit<ParsedDocument, "problems"> = {
+      kind: undefined,
+      name: undefined,
+      namePosition,
+    };
+    if (!isPlainObject(doc)) {
+      r.error(
+        [],
+        `a resource must be a mapping with kind, version, metadata and spec, got ${describe(doc)}`,
+      );
+    } else {
+      const kind = readKind(r, doc);
+      if (kind === "bot") {
+        parsed = { kind, name: nameOf(doc), namePosition, bot: readBot(r, doc) };
+      } else if (kind === "token") {
+        const token = readToken(r, doc);
+        // Checked even when the token has other problems, so one run reports everything.
+        const botName = isPlainObject(doc["spec"]) ? doc["spec"]["bot_name"] : undefined;
+        const botRef =
+          typeof botName === "string" && botName !== ""
+            ? { name: botName, position: source.positionOf(["spec", "bot_name"]) }
+            : undefined;
+        parsed = { kind, name: nameOf(doc), namePosition, token, botRef };
+      }
+    }
+    warnings.push(...diagnostics.warnings);
+    documents.push({ ...parsed, problems: diagnostics.problems });
+  }
+  return { file, problems: stream.problems, warnings, documents };
+}
+
+/**
  * Validates resource texts as one set, without touching the file system (what `loadResources`
  * does after reading). Documents of other kinds are skipped with a warning; empty documents are
  * ignored. Beyond each document's own checks, names must be unique per kind and every token's
@@ -108,76 +184,72 @@ export async function loadResources(paths: readonly string[]): Promise<ResourceS
  *   set.tokens.get("example-bot")?.kubernetes?.type; // "static_jwks"
  */
 export function parseResources(sources: readonly ResourceText[]): ResourceSet {
-  const diagnostics = new Diagnostics();
+  return assembleResourceSet(sources.map(({ file, text }) => parseResourceFile(file, text)));
+}
+
+/**
+ * The checks across files, over files parsed one by one: all-or-nothing, and the same problems in
+ * the same order as if all files had been read together.
+ *
+ * @throws ConfigError with every problem of every file, `file:line:col: path: message`.
+ */
+export function assembleResourceSet(files: readonly ParsedFile[]): ResourceSet {
+  const problems: string[] = [];
+  const warnings: string[] = [];
   const bots = new Map<string, Bot>();
   const tokens = new Map<string, JoinToken>();
   // Names seen, valid or not, so a duplicate is reported even when the first copy had problems.
-  const botNames = new Map<string, FieldReader>();
-  const tokenNames = new Map<string, FieldReader>();
-  const botRefs: { botName: string; reader: FieldReader }[] = [];
+  const botNames = new Map<string, SourcePosition>();
+  const tokenNames = new Map<string, SourcePosition>();
+  const botRefs: { readonly name: string; readonly position: SourcePosition }[] = [];
 
-  for (const { file, text } of sources) {
-    const stream = parseYamlDocuments(file, text);
-    diagnostics.problems.push(...stream.problems);
-    diagnostics.warnings.push(...stream.warnings);
-    for (const source of stream.documents) {
-      if (source.value === null || source.value === undefined) continue; // empty document
-      const r = new FieldReader(source, diagnostics);
-      const doc = source.value;
-      if (!isPlainObject(doc)) {
-        r.error(
-          [],
-          `a resource must be a mapping with kind, version, metadata and spec, got ${describe(doc)}`,
-        );
-        continue;
+  for (const parsed of files) {
+    problems.push(...parsed.problems);
+    warnings.push(...parsed.warnings);
+    for (const doc of parsed.documents) {
+      const { kind, name } = doc;
+      if (kind !== undefined && name !== undefined) {
+        const names = kind === "bot" ? botNames : tokenNames;
+        const first = names.get(name);
+        if (first !== undefined) {
+          problems.push(
+            formatProblem(
+              doc.namePosition,
+              ["metadata", "name"],
+              `duplicate ${kind} name ${JSON.stringify(name)}: already defined at ${first.file}:${first.line}:${first.col}`,
+            ),
+          );
+        } else {
+          names.set(name, doc.namePosition);
+          if (doc.bot !== undefined) bots.set(doc.bot.name, doc.bot);
+          if (doc.token !== undefined) tokens.set(doc.token.name, doc.token);
+        }
       }
-      const kind = readKind(r, doc);
-      if (kind === undefined) continue;
-      const name = nameOf(doc);
-      const names = kind === "bot" ? botNames : tokenNames;
-      const first = name === undefined ? undefined : names.get(name);
-      if (name !== undefined && first !== undefined) {
-        const at = first.source.positionOf(["metadata", "name"]);
-        r.error(
-          ["metadata", "name"],
-          `duplicate ${kind} name ${JSON.stringify(name)}: already defined at ${at.file}:${at.line}:${at.col}`,
-        );
-      } else if (name !== undefined) {
-        names.set(name, r);
-      }
-      if (kind === "bot") {
-        const bot = readBot(r, doc);
-        if (bot !== undefined && first === undefined) bots.set(bot.name, bot);
-      } else {
-        const token = readToken(r, doc);
-        if (token !== undefined && first === undefined) tokens.set(token.name, token);
-        // Checked even when the token has other problems, so one run reports everything.
-        const botName = isPlainObject(doc["spec"]) ? doc["spec"]["bot_name"] : undefined;
-        if (typeof botName === "string" && botName !== "") botRefs.push({ botName, reader: r });
-      }
+      problems.push(...doc.problems);
+      if (doc.botRef !== undefined) botRefs.push(doc.botRef);
     }
   }
 
-  for (const { botName, reader } of botRefs) {
+  for (const { name, position } of botRefs) {
     // A bot that is present but has problems of its own is reported there, not here.
-    if (botNames.has(botName)) continue;
+    if (botNames.has(name)) continue;
     const known = [...botNames.keys()];
     const hint =
       known.length === 0
         ? "no bot is loaded: add its kind: bot resource"
         : `bots loaded: ${known.map((n) => JSON.stringify(n)).join(", ")}`;
-    reader.error(["spec", "bot_name"], `names no loaded bot ${JSON.stringify(botName)} (${hint})`);
-  }
-
-  if (diagnostics.problems.length > 0) {
-    throw new ConfigError(
-      inFileOrder(
-        diagnostics.problems,
-        sources.map((s) => s.file),
+    problems.push(
+      formatProblem(
+        position,
+        ["spec", "bot_name"],
+        `names no loaded bot ${JSON.stringify(name)} (${hint})`,
       ),
     );
   }
-  return { bots, tokens, warnings: diagnostics.warnings, files: sources.map((s) => s.file) };
+
+  const fileNames = files.map((f) => f.file);
+  if (problems.length > 0) throw new ConfigError(inFileOrder(problems, fileNames));
+  return { bots, tokens, warnings, files: fileNames };
 }
 
 /** Checks `kind` and `version`; returns the kind when kube-join loads it. */
