@@ -34,6 +34,32 @@ const MAX_FILE_BYTES = 4 * 1024 * 1024;
  * @example const resources = await loadResources(["/etc/kube-join/resources"]);
  */
 export async function loadResources(paths: readonly string[]): Promise<ResourceSet> {
+  const found = await findResourceFiles(paths);
+  const problems = [...found.problems];
+  const sources: ResourceText[] = [];
+  for (const file of found.files) {
+    const read = await readResourceFile(file);
+    if (typeof read === "string") problems.push(read);
+    else sources.push({ file, text: read.toString("utf8") });
+  }
+  let set: ResourceSet | undefined;
+  try {
+    set = parseResources(sources);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems);
+  }
+  if (set === undefined || problems.length > 0) throw new ConfigError(problems);
+  return set;
+}
+
+/**
+ * The files `paths` stand for (see `loadResources`), each once, in order; and the problems of
+ * paths that cannot be read or directories without resource files.
+ */
+export async function findResourceFiles(
+  paths: readonly string[],
+): Promise<{ readonly files: readonly string[]; readonly problems: readonly string[] }> {
   const problems: string[] = [];
   const files: string[] = [];
   for (const path of paths) {
@@ -67,33 +93,27 @@ export async function loadResources(paths: readonly string[]): Promise<ResourceS
     }
   }
   const seen = new Set<string>();
-  const sources: ResourceText[] = [];
+  const unique: string[] = [];
   for (const file of files) {
     const key = resolve(file);
     if (seen.has(key)) continue;
     seen.add(key);
-    try {
-      const info = await stat(file);
-      if (info.size > MAX_FILE_BYTES) {
-        problems.push(
-          `${file}: larger than ${MAX_FILE_BYTES / 1024 / 1024} MiB: not a resource file`,
-        );
-        continue;
-      }
-      sources.push({ file, text: await readFile(file, "utf8") });
-    } catch (err) {
-      problems.push(`${file}: cannot read: ${reason(err)}`);
-    }
+    unique.push(file);
   }
-  let set: ResourceSet | undefined;
+  return { files: unique, problems };
+}
+
+/** A resource file's bytes, or the problem that stops it being read (formatted). */
+export async function readResourceFile(file: string): Promise<Buffer | string> {
   try {
-    set = parseResources(sources);
+    const info = await stat(file);
+    if (info.size > MAX_FILE_BYTES) {
+      return `${file}: larger than ${MAX_FILE_BYTES / 1024 / 1024} MiB: not a resource file`;
+    }
+    return await readFile(file);
   } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    problems.push(...err.problems);
+    return `${file}: cannot read: ${reason(err)}`;
   }
-  if (set === undefined || problems.length > 0) throw new ConfigError(problems);
-  return set;
 }
 
 /**

@@ -3,6 +3,7 @@
  * metrics, audit, reload and shutdown. `kube-join serve` is a thin shell around `startJoinService`.
  */
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -19,7 +20,7 @@ import { VerifiedTokenCache } from "../join/verified-token-cache.ts";
 import { OidcKeySource } from "../jwt/oidc.ts";
 import type { Logger } from "../log.ts";
 import { createMetrics, type Metrics } from "../metrics/metrics.ts";
-import { loadResources } from "../resources/load.ts";
+import { ResourceLoader } from "../resources/loader.ts";
 import type { ResourceSet } from "../resources/types.ts";
 import { ResourceReloader, type ReloadOutcome } from "./reloader.ts";
 import { ServiceState } from "./state.ts";
@@ -27,6 +28,8 @@ import { ServiceState } from "./state.ts";
 /** Time allowed for a request's headers, and for the whole request, on both listeners. */
 export const HEADERS_TIMEOUT_MS = 10_000;
 export const REQUEST_TIMEOUT_MS = 30_000;
+/** Worker threads parsing the resources at start-up, at most (fewer on fewer cores). */
+const STARTUP_LOAD_WORKERS = 2;
 
 export interface RunningService {
   /** `http(s)://host:port` of the join listener (the real port when 0 was configured). */
@@ -211,12 +214,17 @@ async function loadAndWatch(
     metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
     for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
   };
-  const initial = await loadResources(config.resources);
+  // Parsing runs in worker threads: every core at start-up (nothing is served yet), one for a
+  // reload (the event loop keeps the other, and answers joins and probes throughout).
+  const loader = new ResourceLoader();
+  const initial = await loader.load(config.resources, {
+    workers: Math.min(STARTUP_LOAD_WORKERS, availableParallelism()),
+  });
   applyResources(initial, new Date(now()));
 
   const reloader = new ResourceReloader({
     paths: config.resources,
-    load: loadResources,
+    load: (paths) => loader.load(paths, { workers: 1 }),
     onReload: (outcome: ReloadOutcome) => {
       const at = new Date(now());
       if (outcome.ok) {
@@ -226,6 +234,9 @@ async function loadAndWatch(
             reason: outcome.reason,
             bots: outcome.resources.bots.size,
             tokens: outcome.resources.tokens.size,
+            files_parsed: loader.lastLoad?.parsed,
+            files_reused: loader.lastLoad?.reused,
+            load_ms: Math.round(loader.lastLoad?.ms ?? 0),
           },
           "resources reloaded",
         );

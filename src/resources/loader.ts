@@ -1,0 +1,201 @@
+/**
+ * The service's resource loader: incremental and, when asked, off the event loop.
+ *
+ * - **Incremental.** Each file is keyed by the sha256 of its bytes. A file whose bytes did not
+ *   change since the last load is not parsed again: its parsed bots and tokens (and their imported
+ *   keys) are reused as they are. The checks across files (unique names, `bot_name` references)
+ *   run over the whole set on every load, exactly as `parseResources` runs them.
+ * - **Off the event loop.** Changed files are parsed and validated in worker threads, each posting
+ *   one message per file; the event loop only rebuilds key sets (interned, so a JWKS shared by many
+ *   tokens is one object) and runs the checks across files. Joins and probes keep being answered.
+ * - **All or nothing**, as `loadResources`: a load with any problem throws and the caller keeps
+ *   serving what it had.
+ */
+import { createHash } from "node:crypto";
+import { Worker } from "node:worker_threads";
+import { ConfigError } from "../errors.ts";
+import type { KeySet } from "../jwt/keys.ts";
+import {
+  assembleResourceSet,
+  findResourceFiles,
+  parseResourceFile,
+  readResourceFile,
+  type ParsedFile,
+} from "./load.ts";
+import {
+  KeySetPool,
+  fromTransferable,
+  internKeySets,
+  keySetsOf,
+  type TransferableFile,
+} from "./transfer.ts";
+import type { ResourceSet } from "./types.ts";
+
+/** What one load did, for logs and the bench. */
+export interface LoadStats {
+  readonly files: number;
+  /** Files parsed because they were new or their content changed. */
+  readonly parsed: number;
+  /** Files whose earlier parse was reused. */
+  readonly reused: number;
+  readonly ms: number;
+}
+
+export interface LoadOptions {
+  /**
+   * Worker threads that parse the changed files; 0 parses them on this thread (yielding between
+   * files). The service uses 1 for reloads (the other core keeps serving joins), more at start-up.
+   */
+  readonly workers: number;
+}
+
+/** A file to parse: its name as messages name it, and its bytes. */
+export interface FileToParse {
+  readonly file: string;
+  readonly bytes: Uint8Array;
+}
+
+export class ResourceLoader {
+  /** file -> what its bytes parsed to at the last load. */
+  #parsed = new Map<string, { readonly hash: string; readonly parsed: ParsedFile }>();
+  readonly #pool = new KeySetPool();
+  #last: LoadStats | undefined;
+
+  /** What the last load did (undefined before the first). */
+  get lastLoad(): LoadStats | undefined {
+    return this.#last;
+  }
+
+  /**
+   * Reads `paths` (as `loadResources` does), parses what changed, and validates the whole set.
+   *
+   * @throws ConfigError with every problem; nothing of the attempt is served.
+   */
+  async load(paths: readonly string[], options: LoadOptions): Promise<ResourceSet> {
+    const started = performance.now();
+    const found = await findResourceFiles(paths);
+    const problems = [...found.problems];
+    const reads = await Promise.all(found.files.map((file) => readResourceFile(file)));
+    const next = new Map<string, { readonly hash: string; readonly parsed: ParsedFile }>();
+    const order: string[] = [];
+    const toParse: (FileToParse & { readonly hash: string })[] = [];
+    found.files.forEach((file, i) => {
+      const read = reads[i]!;
+      if (typeof read === "string") {
+        problems.push(read);
+        return;
+      }
+      order.push(file);
+      const hash = createHash("sha256").update(read).digest("base64url");
+      const known = this.#parsed.get(file);
+      if (known !== undefined && known.hash === hash) next.set(file, known);
+      else toParse.push({ file, bytes: read, hash });
+    });
+
+    const parsed =
+      options.workers > 0
+        ? await parseInWorkers(toParse, options.workers, this.#pool)
+        : await parseHere(toParse, this.#pool);
+    for (const item of toParse) {
+      next.set(item.file, { hash: item.hash, parsed: parsed.get(item.file)! });
+    }
+    // Remembered whatever the outcome: the next load after a fix reparses only the fixed file.
+    this.#parsed = next;
+    const inUse = new Set<KeySet>();
+    for (const { parsed: p } of next.values()) keySetsOf(p, inUse);
+    this.#pool.retain(inUse);
+    this.#last = {
+      files: order.length,
+      parsed: toParse.length,
+      reused: order.length - toParse.length,
+      ms: performance.now() - started,
+    };
+
+    let set: ResourceSet | undefined;
+    try {
+      set = assembleResourceSet(order.map((file) => next.get(file)!.parsed));
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+    }
+    if (set === undefined || problems.length > 0) throw new ConfigError(problems);
+    return set;
+  }
+}
+
+async function parseHere(
+  files: readonly FileToParse[],
+  pool: KeySetPool,
+): Promise<Map<string, ParsedFile>> {
+  const out = new Map<string, ParsedFile>();
+  for (const { file, bytes } of files) {
+    out.set(file, internKeySets(parseResourceFile(file, decode(bytes)), pool));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return out;
+}
+
+/** UTF-8, as `readFile(file, "utf8")` decodes it. */
+export function decode(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+}
+
+/** Messages a load worker posts: one per file, in the order given. */
+export interface ParsedMessage {
+  readonly file: string;
+  readonly parsed: TransferableFile;
+}
+
+/**
+ * The worker's module: next to this one, as `.ts` when running from the sources (tests, the
+ * bench's in-process parts) and `.js` from `dist/`.
+ */
+const WORKER_URL = new URL(
+  import.meta.url.endsWith(".ts") ? "./load-worker.ts" : "./load-worker.js",
+  import.meta.url,
+);
+
+async function parseInWorkers(
+  files: readonly FileToParse[],
+  workers: number,
+  pool: KeySetPool,
+): Promise<Map<string, ParsedFile>> {
+  const out = new Map<string, ParsedFile>();
+  if (files.length === 0) return out;
+  const count = Math.min(workers, files.length);
+  // Round robin: files of one directory tend to be of similar size.
+  const batches = Array.from({ length: count }, (_, w) => files.filter((_, i) => i % count === w));
+  await Promise.all(
+    batches.map((batch) =>
+      runWorker(batch, (message) => out.set(message.file, fromTransferable(message.parsed, pool))),
+    ),
+  );
+  return out;
+}
+
+function runWorker(
+  files: readonly FileToParse[],
+  onParsed: (message: ParsedMessage) => void,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const workerData = { files: files.map((f) => ({ file: f.file, bytes: f.bytes })) };
+    // From the sources, the worker needs the TypeScript loader the tests run under (Node 20
+    // does not carry `--import tsx` into a worker).
+    const worker = WORKER_URL.pathname.endsWith(".ts")
+      ? new Worker(
+          `import("tsx/esm/api").then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); });`,
+          { eval: true, workerData },
+        )
+      : new Worker(WORKER_URL, { workerData });
+    let received = 0;
+    worker.on("message", (message: ParsedMessage) => {
+      received++;
+      onParsed(message);
+    });
+    worker.once("error", (err) => reject(new Error(`resource load worker failed: ${err.message}`)));
+    worker.once("exit", (code) => {
+      if (received === files.length) resolve();
+      else reject(new Error(`resource load worker exited (${code}) before parsing every file`));
+    });
+  });
+}
