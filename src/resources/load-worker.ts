@@ -1,20 +1,38 @@
 /**
- * A resource load worker (see `ResourceLoader`): parses and validates the files it was given, one
- * message per file, then exits. Holds nothing between loads.
+ * A resource load worker (see `ResourceLoader`): parses and validates the files of each request,
+ * one message per file, then `done`. Holds nothing between requests.
+ *
+ * It runs at a lower scheduling priority than the event loop's thread (Linux keeps a nice value
+ * per thread), so on a busy machine the kernel runs joins and probes first and the reload takes
+ * what is left.
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { setPriority } from "node:os";
+import { parentPort } from "node:worker_threads";
 import type { KeySet } from "../jwt/keys.ts";
 import { parseResourceFile } from "./load.ts";
-import { decode, type FileToParse, type ParsedMessage } from "./loader.ts";
+import { decode, type ParseAnswer, type ParseRequest } from "./loader.ts";
 import { toTransferable, type KeySetInTransit } from "./transfer.ts";
 
-const { files } = workerData as { readonly files: readonly FileToParse[] };
-// One transferable key set per KeySet, shared across this worker's messages' tokens.
-const shared = new Map<KeySet, KeySetInTransit>();
-for (const { file, bytes } of files) {
-  const message: ParsedMessage = {
-    file,
-    parsed: toTransferable(parseResourceFile(file, decode(bytes)), shared),
-  };
-  parentPort?.postMessage(message);
+/** Nice value of this thread: behind the event loop (0), ahead of idle work (19). */
+const WORKER_NICE = 10;
+
+try {
+  setPriority(WORKER_NICE);
+} catch {
+  // Not permitted or not supported here: the worker runs at the process's priority.
 }
+
+parentPort?.on("message", ({ id, files }: ParseRequest) => {
+  // One transferable key set per KeySet of this request (shared within each message).
+  const shared = new Map<KeySet, KeySetInTransit>();
+  for (const { file, bytes } of files) {
+    const answer: ParseAnswer = {
+      id,
+      file,
+      parsed: toTransferable(parseResourceFile(file, decode(bytes)), shared),
+    };
+    parentPort?.postMessage(answer);
+  }
+  const done: ParseAnswer = { id, done: true };
+  parentPort?.postMessage(done);
+});

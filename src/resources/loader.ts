@@ -59,6 +59,7 @@ export class ResourceLoader {
   /** file -> what its bytes parsed to at the last load. */
   #parsed = new Map<string, { readonly hash: string; readonly parsed: ParsedFile }>();
   readonly #pool = new KeySetPool();
+  readonly #workers = new LoadWorkers();
   #last: LoadStats | undefined;
 
   /** What the last load did (undefined before the first). */
@@ -94,7 +95,7 @@ export class ResourceLoader {
 
     const parsed =
       options.workers > 0
-        ? await parseInWorkers(toParse, options.workers, this.#pool)
+        ? await this.#workers.parse(toParse, options.workers, this.#pool)
         : await parseHere(toParse, this.#pool);
     for (const item of toParse) {
       next.set(item.file, { hash: item.hash, parsed: parsed.get(item.file)! });
@@ -121,6 +122,11 @@ export class ResourceLoader {
     if (set === undefined || problems.length > 0) throw new ConfigError(problems);
     return set;
   }
+
+  /** Stops the load worker kept between loads. */
+  close(): void {
+    this.#workers.close();
+  }
 }
 
 async function parseHere(
@@ -140,11 +146,16 @@ export function decode(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
 }
 
-/** Messages a load worker posts: one per file, in the order given. */
-export interface ParsedMessage {
-  readonly file: string;
-  readonly parsed: TransferableFile;
+/** What the loader asks a load worker: parse these files. */
+export interface ParseRequest {
+  readonly id: number;
+  readonly files: readonly FileToParse[];
 }
+
+/** What a load worker answers: one message per file, in the order given, then `done`. */
+export type ParseAnswer =
+  | { readonly id: number; readonly file: string; readonly parsed: TransferableFile }
+  | { readonly id: number; readonly done: true };
 
 /**
  * The worker's module: next to this one, as `.ts` when running from the sources (tests, the
@@ -155,47 +166,97 @@ const WORKER_URL = new URL(
   import.meta.url,
 );
 
-async function parseInWorkers(
-  files: readonly FileToParse[],
-  workers: number,
-  pool: KeySetPool,
-): Promise<Map<string, ParsedFile>> {
-  const out = new Map<string, ParsedFile>();
-  if (files.length === 0) return out;
-  const count = Math.min(workers, files.length);
-  // Round robin: files of one directory tend to be of similar size.
-  const batches = Array.from({ length: count }, (_, w) => files.filter((_, i) => i % count === w));
-  await Promise.all(
-    batches.map((batch) =>
-      runWorker(batch, (message) => out.set(message.file, fromTransferable(message.parsed, pool))),
-    ),
-  );
-  return out;
+/**
+ * Load workers, started on first use and kept (a worker's start costs more than parsing one
+ * file: measured 0.3 s under load against 40 ms for a file of 100 tokens), never more than one
+ * between loads. Unreferenced: they never keep the process alive.
+ */
+class LoadWorkers {
+  readonly #idle: Worker[] = [];
+  #nextId = 0;
+
+  async parse(
+    files: readonly FileToParse[],
+    workers: number,
+    pool: KeySetPool,
+  ): Promise<Map<string, ParsedFile>> {
+    const out = new Map<string, ParsedFile>();
+    if (files.length === 0) return out;
+    const count = Math.min(workers, files.length);
+    const taken = this.#idle.splice(0, count);
+    while (taken.length < count) taken.push(startWorker());
+    // Referenced while it works, so a caller with nothing else pending still gets its answer.
+    for (const worker of taken) worker.ref();
+    // Round robin: files of one directory tend to be of similar size.
+    const batches = taken.map((_, w) => files.filter((_, i) => i % count === w));
+    const results = await Promise.allSettled(
+      taken.map((worker, w) =>
+        this.#run(worker, batches[w]!, (file, parsed) =>
+          out.set(file, fromTransferable(parsed, pool)),
+        ),
+      ),
+    );
+    results.forEach((result, w) => {
+      const worker = taken[w]!;
+      worker.unref();
+      if (result.status === "fulfilled" && this.#idle.length === 0) this.#idle.push(worker);
+      else void worker.terminate();
+    });
+    for (const result of results) if (result.status === "rejected") throw result.reason;
+    return out;
+  }
+
+  #run(
+    worker: Worker,
+    files: readonly FileToParse[],
+    onParsed: (file: string, parsed: TransferableFile) => void,
+  ): Promise<void> {
+    const id = ++this.#nextId;
+    return new Promise((resolve, reject) => {
+      const cleanup = (): void => {
+        worker.off("message", onMessage);
+        worker.off("error", onError);
+        worker.off("exit", onExit);
+      };
+      const onMessage = (answer: ParseAnswer): void => {
+        if (answer.id !== id) return;
+        if ("done" in answer) {
+          cleanup();
+          resolve();
+        } else {
+          onParsed(answer.file, answer.parsed);
+        }
+      };
+      const onError = (err: Error): void => {
+        cleanup();
+        reject(new Error(`resource load worker failed: ${err.message}`));
+      };
+      const onExit = (code: number): void => {
+        cleanup();
+        reject(new Error(`resource load worker exited (${code}) before parsing every file`));
+      };
+      worker.on("message", onMessage);
+      worker.once("error", onError);
+      worker.once("exit", onExit);
+      const request: ParseRequest = { id, files };
+      worker.postMessage(request);
+    });
+  }
+
+  close(): void {
+    for (const worker of this.#idle.splice(0)) void worker.terminate();
+  }
 }
 
-function runWorker(
-  files: readonly FileToParse[],
-  onParsed: (message: ParsedMessage) => void,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const workerData = { files: files.map((f) => ({ file: f.file, bytes: f.bytes })) };
-    // From the sources, the worker needs the TypeScript loader the tests run under (Node 20
-    // does not carry `--import tsx` into a worker).
-    const worker = WORKER_URL.pathname.endsWith(".ts")
-      ? new Worker(
-          `import("tsx/esm/api").then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); });`,
-          { eval: true, workerData },
-        )
-      : new Worker(WORKER_URL, { workerData });
-    let received = 0;
-    worker.on("message", (message: ParsedMessage) => {
-      received++;
-      onParsed(message);
-    });
-    worker.once("error", (err) => reject(new Error(`resource load worker failed: ${err.message}`)));
-    worker.once("exit", (code) => {
-      if (received === files.length) resolve();
-      else reject(new Error(`resource load worker exited (${code}) before parsing every file`));
-    });
-  });
+function startWorker(): Worker {
+  // From the sources, the worker needs the TypeScript loader the tests run under (Node 20 does
+  // not carry `--import tsx` into a worker).
+  const worker = WORKER_URL.pathname.endsWith(".ts")
+    ? new Worker(
+        `import("tsx/esm/api").then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); });`,
+        { eval: true },
+      )
+    : new Worker(WORKER_URL);
+  worker.unref();
+  return worker;
 }

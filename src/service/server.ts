@@ -217,9 +217,15 @@ async function loadAndWatch(
   // Parsing runs in worker threads: every core at start-up (nothing is served yet), one for a
   // reload (the event loop keeps the other, and answers joins and probes throughout).
   const loader = new ResourceLoader();
-  const initial = await loader.load(config.resources, {
-    workers: Math.min(STARTUP_LOAD_WORKERS, availableParallelism()),
-  });
+  let initial: ResourceSet;
+  try {
+    initial = await loader.load(config.resources, {
+      workers: Math.min(STARTUP_LOAD_WORKERS, availableParallelism()),
+    });
+  } catch (err) {
+    loader.close();
+    throw err;
+  }
   applyResources(initial, new Date(now()));
 
   const reloader = new ResourceReloader({
@@ -249,6 +255,7 @@ async function loadAndWatch(
       );
     },
     onWatchError: (err, path) => log.warn({ err, path }, "cannot watch resource path"),
+    onClose: () => loader.close(),
   });
   try {
     await reloader.watch(initial.files);
