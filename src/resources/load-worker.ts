@@ -2,24 +2,26 @@
  * A resource load worker (see `ResourceLoader`): parses and validates the files of each request,
  * one message per file, then `done`. Holds nothing between requests.
  *
- * It runs at a lower scheduling priority than the event loop's thread (Linux keeps a nice value
- * per thread), so on a busy machine the kernel runs joins and probes first and the reload takes
- * what is left.
+ * For a reload it runs at a lower scheduling priority than the event loop's thread (Linux keeps
+ * a nice value per thread), so on a busy machine the kernel runs joins and probes first and the
+ * reload takes what is left.
  */
 import { setPriority } from "node:os";
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import type { KeySet } from "../jwt/keys.ts";
 import { parseResourceFile } from "./load.ts";
-import { decode, type ParseAnswer, type ParseRequest } from "./loader.ts";
+import { decode, type LoadWorkerData, type ParseAnswer, type ParseRequest } from "./loader.ts";
 import { toTransferable, type KeySetInTransit } from "./transfer.ts";
 
 /** Nice value of this thread: behind the event loop (0), ahead of idle work (19). */
 const WORKER_NICE = 10;
 
-try {
-  setPriority(WORKER_NICE);
-} catch {
-  // Not permitted or not supported here: the worker runs at the process's priority.
+if ((workerData as LoadWorkerData).background) {
+  try {
+    setPriority(WORKER_NICE);
+  } catch {
+    // Not permitted or not supported here: the worker runs at the process's priority.
+  }
 }
 
 parentPort?.on("message", ({ id, files }: ParseRequest) => {

@@ -230,7 +230,7 @@ async function loadAndWatch(
 
   const reloader = new ResourceReloader({
     paths: config.resources,
-    load: (paths) => loader.load(paths, { workers: 1 }),
+    load: (paths) => loader.load(paths, { workers: 1, background: true }),
     onReload: (outcome: ReloadOutcome) => {
       const at = new Date(now());
       if (outcome.ok) {
