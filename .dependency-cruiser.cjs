@@ -4,11 +4,12 @@
 module.exports = {
   forbidden: [
     {
-      name: "leaf-modules-import-nothing",
-      comment: "errors and src/lib/ (duration, rfc3339, ssh-wire, json-body) are leaves",
+      name: "leaves-import-only-leaves",
+      comment:
+        "errors.ts and the src/lib/ folder (durations, timestamps, wire formats, name patterns, the bounded body reader) are the bottom layer",
       severity: "error",
-      from: { path: "^src/(errors\\.ts$|lib/|methods/kubernetes/names\\.ts$)" },
-      to: { path: "^src/(?!errors\\.ts$)" },
+      from: { path: "^src/(errors\\.ts$|lib/)" },
+      to: { path: "^src/(?!errors\\.ts$|lib/)" },
     },
     {
       name: "yaml-reader-imports-only-leaves",
@@ -20,10 +21,34 @@ module.exports = {
     },
     {
       name: "core-has-no-io-shell",
-      comment: "jwt, rules, ca, resources never reach up into join, http, metrics, audit or wiring",
+      comment:
+        "jwt, methods, ca, resources never reach up into join, http, metrics, audit or wiring",
       severity: "error",
-      from: { path: "^src/(jwt|rules|ca|resources)" },
-      to: { path: "^src/(join|http|metrics|audit|commands|config|agent|cli)" },
+      from: { path: "^src/(jwt|methods|ca|resources)/" },
+      to: { path: "^src/(join|http|metrics|audit|commands|config|agent|cli|service)" },
+    },
+    {
+      name: "methods-below-join-ca-resources",
+      comment:
+        "a join method reads its spec and authenticates; the pipeline, the CA, the resource loader and HTTP use it, never the other way",
+      severity: "error",
+      from: { path: "^src/methods/" },
+      to: { path: "^src/(join|http|ca|resources)/" },
+    },
+    {
+      name: "ca-knows-no-method-or-resource",
+      comment: "the CA takes the bot and its join attributes as ready values",
+      severity: "error",
+      from: { path: "^src/ca/" },
+      to: { path: "^src/(methods|resources)/" },
+    },
+    {
+      name: "jwt-is-method-neutral",
+      comment:
+        "src/jwt/ holds the checks any JWT-based method reuses; method specifics live in methods/",
+      severity: "error",
+      from: { path: "^src/jwt/" },
+      to: { path: "^src/methods/" },
     },
     {
       name: "join-has-no-http",
@@ -36,7 +61,7 @@ module.exports = {
       comment: "metrics and audit only consume join events (types)",
       severity: "error",
       from: { path: "^src/(metrics|audit)/" },
-      to: { path: "^src/(join/(?!events)|http|commands|jwt|ca|resources)" },
+      to: { path: "^src/(join/(?!events)|http|commands|jwt|ca|resources|methods/(?!join-method))" },
     },
     {
       name: "jose-is-a-dev-dependency",
@@ -45,6 +70,14 @@ module.exports = {
       severity: "error",
       from: { path: "^src/" },
       to: { path: "node_modules/jose" },
+    },
+    {
+      name: "peculiar-x509-is-a-dev-dependency",
+      comment:
+        "the tests' ASN.1 oracle; the service builds its certificates from src/ca/der.ts (docs/ca.md)",
+      severity: "error",
+      from: { path: "^src/" },
+      to: { path: "node_modules/@peculiar/" },
     },
     {
       name: "agent-shares-only-leaves",

@@ -2,13 +2,15 @@
 // realistic identities and prints the process RSS, so the figure is not mixed with the bench's own
 // memory.
 import { randomUUID } from "node:crypto";
-import { VerifiedTokenCache } from "../src/join/verified-token-cache.ts";
-import type { ServiceAccountIdentity } from "../src/jwt/identity.ts";
+import type { VerifiedProof } from "../src/methods/join-method.ts";
+import { toVerifiedServiceAccount } from "../src/methods/kubernetes/method.ts";
+import type { ServiceAccountIdentity } from "../src/methods/kubernetes/service-account.ts";
+import { VerifiedTokenCache } from "../src/methods/verified-token-cache.ts";
 
 const maxEntries = Number(process.argv[2] ?? 100_000);
 global.gc?.();
 const baselineRss = process.memoryUsage().rss;
-const cache = new VerifiedTokenCache({ maxEntries, now: () => Date.now() });
+const cache = new VerifiedTokenCache<VerifiedProof>({ maxEntries, now: () => Date.now() });
 const exp = Math.floor(Date.now() / 1000) + 1800;
 const revision = "r".repeat(22);
 for (let i = 0; i < maxEntries + 1000; i++) {
@@ -30,7 +32,8 @@ for (let i = 0; i < maxEntries + 1000; i++) {
   );
   cache.set(
     VerifiedTokenCache.keyOf(`jwt-${i}-${randomUUID()}`, revision, "bench.example.com", undefined),
-    identity,
+    // What a join caches: the identity shaped once (names for the rules, rendered attributes).
+    toVerifiedServiceAccount(identity),
   );
 }
 global.gc?.();

@@ -70,6 +70,9 @@ export const ERROR_REGISTRY = {
 
 export type ErrorCode = keyof typeof ERROR_REGISTRY;
 
+/** What a caller sees of anything unexpected (code `internal`); the details go to the log only. */
+export const INTERNAL_MESSAGE = "internal error; the details are in the server log";
+
 export const ERROR_CODES = Object.keys(ERROR_REGISTRY) as ErrorCode[];
 
 /** HTTP status of a registered code. */

@@ -27,6 +27,7 @@ import type { IdentityFs } from "../src/agent/store.ts";
 import { loadOrCreateAuthority } from "../src/ca/authority.ts";
 import type { CertificateAuthority } from "../src/ca/authority.ts";
 import { parseSshPublicKey, parseTlsPublicKey } from "../src/ca/public-keys.ts";
+import { encodeJoinAttributes } from "../src/methods/kubernetes/join-attributes.ts";
 import { createTestCa, issueServerCertificate } from "./support/https-issuer.ts";
 import { systemTool } from "./support/system-tools.ts";
 
@@ -52,13 +53,12 @@ function issue(body: JoinRequestBody, pod = "tbot-7d9f", nowMs = NOW.getTime()):
     botName: "example",
     roles: ["bot-example"],
     logins: ["root"],
-    joinAttrs: {
+    joinAttributesJson: encodeJoinAttributes({
       namespace: "default",
       serviceAccount: "tbot",
       pod,
       tokenName: body.token,
-      joinMethod: "kubernetes",
-    },
+    }),
     tlsPublicKey: parseTlsPublicKey(body.public_tls_key),
     sshPublicKey: parseSshPublicKey(body.public_ssh_key),
     notBeforeMs: nowMs - 60_000,

@@ -7,6 +7,7 @@ import { after, test } from "node:test";
 import { REDACTED_TOKEN_NAME, createAuditLog, toAuditEvent } from "../src/audit/audit.ts";
 import type { AuditErrorLogger } from "../src/audit/audit.ts";
 import type { JoinAttempt } from "../src/join/events.ts";
+import { renderKubernetesAttributes } from "../src/methods/kubernetes/join-attributes.ts";
 
 const NOW = new Date("2026-01-02T03:04:05.678Z");
 const EXPIRES = new Date("2026-01-02T04:04:05.000Z");
@@ -20,7 +21,11 @@ const SUCCESS: JoinAttempt = {
   tokenName: "example-bot",
   botName: "example",
   joinMethod: "kubernetes",
-  attrs: { namespace: "default", serviceAccount: "tbot", pod: "tbot-5d9c7-abcde" },
+  attrs: renderKubernetesAttributes({
+    namespace: "default",
+    serviceAccount: "tbot",
+    pod: "tbot-5d9c7-abcde",
+  }),
   cache: "miss",
   durationSeconds: 0.003,
   outcome: { ok: true, tlsSerial: "5f3c9a", sshSerial: "1234567890", expires: EXPIRES },

@@ -23,7 +23,7 @@ import {
   type AuthorityOptions,
   type BotCertificateRequest,
 } from "../src/ca/authority.ts";
-import { x509 } from "../src/ca/peculiar-x509.ts";
+import { x509 } from "./support/peculiar-x509.ts";
 import { botCertificateRequest } from "./support/bot-request.ts";
 import { systemTool } from "./support/system-tools.ts";
 

@@ -11,7 +11,7 @@ import {
   type CertificateAuthority,
 } from "../src/ca/authority.ts";
 import { readElement } from "../src/ca/der.ts";
-import { x509 } from "../src/ca/peculiar-x509.ts";
+import { x509 } from "./support/peculiar-x509.ts";
 import { botCertificateRequest } from "./support/bot-request.ts";
 import { systemTool } from "./support/system-tools.ts";
 import { mutualTlsHandshake } from "./support/tls.ts";

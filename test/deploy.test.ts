@@ -28,7 +28,8 @@ import type { ServiceConfig } from "../src/config/config.ts";
 import { ConfigError } from "../src/errors.ts";
 import { createLogger } from "../src/log.ts";
 import { parseResources } from "../src/resources/load.ts";
-import { matchAllowRule } from "../src/rules.ts";
+import { matchAllowRule } from "../src/methods/kubernetes/allow-rules.ts";
+import { kubernetesSpecOf } from "../src/methods/kubernetes/method.ts";
 import { startJoinService } from "../src/service/server.ts";
 import { createTestCa, issueServerCertificate } from "./support/https-issuer.ts";
 import { systemTool } from "./support/system-tools.ts";
@@ -420,9 +421,10 @@ describe("the agent Deployment joins this kube-join", () => {
     const token = resources.tokens.get(flag(args, "--token"));
     assert.ok(token !== undefined, "the token is in the ConfigMap");
     assert.ok(token.botName !== undefined && resources.bots.has(token.botName));
-    assert.ok(token.kubernetes !== undefined);
+    const spec = kubernetesSpecOf(token.join);
+    assert.ok(spec !== undefined);
     assert.ok(
-      matchAllowRule(token.kubernetes.allow, {
+      matchAllowRule(spec.allow, {
         namespace: agent.metadata.namespace ?? "default",
         serviceAccount: agentPod.serviceAccountName ?? "default",
       }),

@@ -2,6 +2,7 @@ import { strict as assert } from "node:assert";
 import { test } from "node:test";
 import request from "supertest";
 import { createDiagApp } from "../src/http/diag.ts";
+import { renderKubernetesAttributes } from "../src/methods/kubernetes/join-attributes.ts";
 import { createMetrics } from "../src/metrics/metrics.ts";
 import type { Metrics } from "../src/metrics/metrics.ts";
 
@@ -121,7 +122,11 @@ test("GET /metrics serves the exposition text of the metrics it was given", asyn
     tokenName: "example-bot",
     botName: "example",
     joinMethod: "kubernetes",
-    attrs: { namespace: "default", serviceAccount: "tbot", pod: "tbot-1" },
+    attrs: renderKubernetesAttributes({
+      namespace: "default",
+      serviceAccount: "tbot",
+      pod: "tbot-1",
+    }),
     cache: "miss",
     durationSeconds: 0.002,
     outcome: { ok: true, tlsSerial: "01", sshSerial: "1", expires: NOW },

@@ -15,7 +15,8 @@ import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 import { ConfigError, JoinError } from "../src/errors.ts";
 import type { JoinAttempt } from "../src/join/events.ts";
 import { JoinService, type JoinSnapshot } from "../src/join/join.ts";
-import { VerifiedTokenCache } from "../src/join/verified-token-cache.ts";
+import { kubernetesSpecOf } from "../src/methods/kubernetes/method.ts";
+import { VerifiedTokenCache } from "../src/methods/verified-token-cache.ts";
 import { loadResources } from "../src/resources/load.ts";
 import { ResourceLoader } from "../src/resources/loader.ts";
 import type { ResourceSet } from "../src/resources/types.ts";
@@ -120,13 +121,9 @@ function assertSameAsFullLoad(actual: ResourceSet, expected: ResourceSet): void 
   assert.deepEqual(actual.warnings, expected.warnings);
   for (const [name, t] of expected.tokens) {
     const got = actual.tokens.get(name)!;
-    assert.deepEqual(
-      { ...got, kubernetes: undefined },
-      { ...t, kubernetes: undefined },
-      `token ${name}`,
-    );
-    const gotSpec = got.kubernetes;
-    const wantSpec = t.kubernetes;
+    assert.deepEqual({ ...got, join: undefined }, { ...t, join: undefined }, `token ${name}`);
+    const gotSpec = kubernetesSpecOf(got.join);
+    const wantSpec = kubernetesSpecOf(t.join);
     assert.equal(gotSpec?.type, wantSpec?.type);
     assert.deepEqual(gotSpec?.allow, wantSpec?.allow);
     if (gotSpec?.type === "static_jwks" && wantSpec?.type === "static_jwks") {
@@ -172,7 +169,7 @@ for (const workers of [0, 1]) {
         assert.notEqual(second.tokens.get("b1"), first.tokens.get("b1"));
         // b1 now carries keyA's JWKS: it shares a1's imported key set.
         const keysOf = (set: ResourceSet, name: string) => {
-          const spec = set.tokens.get(name)?.kubernetes;
+          const spec = kubernetesSpecOf(set.tokens.get(name)?.join);
           assert.equal(spec?.type, "static_jwks");
           return spec.keySet;
         };

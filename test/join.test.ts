@@ -8,8 +8,8 @@ import { loadOrCreateAuthority, type CertificateAuthority } from "../src/ca/auth
 import { JoinError, type ErrorCode } from "../src/errors.ts";
 import type { JoinAttempt } from "../src/join/events.ts";
 import { JoinService, type JoinRequest, type JoinSnapshot } from "../src/join/join.ts";
-import { VerifiedTokenCache } from "../src/join/verified-token-cache.ts";
-import type { ServiceAccountIdentity } from "../src/jwt/identity.ts";
+import type { ServiceAccountIdentity } from "../src/methods/kubernetes/service-account.ts";
+import { VerifiedTokenCache } from "../src/methods/verified-token-cache.ts";
 import { parseResources } from "../src/resources/load.ts";
 import type { ResourceSet } from "../src/resources/types.ts";
 import {
@@ -172,11 +172,13 @@ test("a join issues both certificates and reports one successful attempt", async
   assert.match(result.sshCert, /^ssh-ed25519-cert-v01@openssh\.com /);
   assert.deepEqual(result.tlsCaCerts, authority.trusted().tlsCaCerts);
   assert.deepEqual(result.sshCaKeys, authority.trusted().sshCaKeys);
-  assert.deepEqual(result.kubernetes, {
-    subject: "system:serviceaccount:default:tbot",
-    namespace: "default",
-    serviceAccount: "tbot",
-    pod: "tbot-6d4cf56db6-x7k2p",
+  assert.deepEqual(result.attributes.response, {
+    kubernetes: {
+      subject: "system:serviceaccount:default:tbot",
+      namespace: "default",
+      service_account: "tbot",
+      pod: "tbot-6d4cf56db6-x7k2p",
+    },
   });
 
   assert.equal(h.events.length, 1);
@@ -185,11 +187,13 @@ test("a join issues both certificates and reports one successful attempt", async
   assert.equal(event.botName, "example");
   assert.equal(event.remoteAddr, "10.1.2.3");
   assert.equal(event.cache, "miss");
-  assert.deepEqual(event.attrs, {
+  assert.equal(event.joinMethod, "kubernetes");
+  assert.deepEqual(event.attrs?.audit, {
     namespace: "default",
-    serviceAccount: "tbot",
+    service_account: "tbot",
     pod: "tbot-6d4cf56db6-x7k2p",
   });
+  assert.equal(event.attrs, result.attributes, "rendered once: the event and result share it");
   assert.deepEqual(event.outcome, {
     ok: true,
     tlsSerial: result.tlsSerial,
@@ -383,14 +387,18 @@ test("a throwing listener never fails the join", async () => {
 test("oidc tokens verify against the injected key source, issuer checked", async () => {
   const seen: Array<[string, string | undefined, boolean]> = [];
   const h = harness({
-    oidcKeys: async (issuer, kid, allowHttp) => {
-      seen.push([issuer, kid, allowHttp]);
+    oidcKeys: async (issuer, kid) => {
+      seen.push([issuer.issuer, kid, issuer.allowHttp]);
       return parseJwksOrThrow(clusterKey.jwks);
     },
   });
   const jwt = mintServiceAccountToken(clusterKey, serviceAccountClaims({ issuer: OIDC_ISSUER }));
   const result = await h.service.join(request({ tokenName: "oidc-bot", idToken: jwt }));
-  assert.equal(result.kubernetes.serviceAccount, "tbot");
+  assert.deepEqual(result.attributes.audit, {
+    namespace: "default",
+    service_account: "tbot",
+    pod: "tbot-6d4cf56db6-x7k2p",
+  });
   assert.deepEqual(seen, [[OIDC_ISSUER, clusterKey.kid, false]]);
 
   const wrongIssuer = mintServiceAccountToken(clusterKey); // iss: the in-cluster issuer
@@ -498,7 +506,7 @@ test("verified-token cache: a reload that changes the token's keys makes old ent
 
 test("verified-token cache: the entry bound holds", () => {
   let now = TEST_NOW_MS;
-  const cache = new VerifiedTokenCache({ maxEntries: 3, now: () => now });
+  const cache = new VerifiedTokenCache<ServiceAccountIdentity>({ maxEntries: 3, now: () => now });
   const identity = (n: number): ServiceAccountIdentity => ({
     subject: `system:serviceaccount:default:sa${n}`,
     namespace: "default",

@@ -3,6 +3,7 @@ import { strict as assert } from "node:assert";
 import { test } from "node:test";
 import type { ErrorCode } from "../src/errors.ts";
 import type { JoinAttempt } from "../src/join/events.ts";
+import { renderKubernetesAttributes } from "../src/methods/kubernetes/join-attributes.ts";
 import { createMetrics } from "../src/metrics/metrics.ts";
 import { systemTool } from "./support/system-tools.ts";
 
@@ -24,11 +25,11 @@ function success(overrides: Partial<JoinAttempt> = {}): JoinAttempt {
     tokenName: SECRETS.tokenName,
     botName: "example",
     joinMethod: "kubernetes",
-    attrs: {
+    attrs: renderKubernetesAttributes({
       namespace: SECRETS.namespace,
       serviceAccount: SECRETS.serviceAccount,
       pod: SECRETS.pod,
-    },
+    }),
     cache: "miss",
     durationSeconds: 0.004,
     outcome: { ok: true, tlsSerial: "01ab", sshSerial: "42", expires: NOW },

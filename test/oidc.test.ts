@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { ConfigError, JoinError } from "../src/errors.ts";
 import { OidcKeySource, type OidcKeySourceOptions } from "../src/jwt/oidc.ts";
 import { trustedCas } from "../src/jwt/oidc-fetch.ts";
-import { verifyServiceAccountToken } from "../src/jwt/verify.ts";
+import { verifyServiceAccountToken } from "../src/methods/kubernetes/service-account.ts";
 import {
   createTestCa,
   HttpsIssuer,

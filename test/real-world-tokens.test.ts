@@ -13,7 +13,8 @@ import { strict as assert } from "node:assert";
 import { calculateJwkThumbprint, type JWK } from "jose";
 import { JoinError, type ErrorCode } from "../src/errors.ts";
 import type { JwsAlgorithm, KeySet } from "../src/jwt/keys.ts";
-import { verifyServiceAccountToken, type ExpectedClaims } from "../src/jwt/verify.ts";
+import type { ExpectedClaims } from "../src/jwt/verify.ts";
+import { verifyServiceAccountToken } from "../src/methods/kubernetes/service-account.ts";
 import { generateClusterKey, jwksOf, parseJwksOrThrow, spkiSha256 } from "./support/jwt.ts";
 
 interface Vector {

@@ -7,6 +7,7 @@ import { strict as assert } from "node:assert";
 import { ConfigError } from "../src/errors.ts";
 import { loadResources, parseResources, type ResourceText } from "../src/resources/load.ts";
 import type { ResourceSet } from "../src/resources/types.ts";
+import { kubernetesSpecOf } from "../src/methods/kubernetes/method.ts";
 import { formatFieldPath, parseYamlDocument, parseYamlDocuments } from "../src/yaml/yaml-source.ts";
 
 // Keys generated here; EC keys because they are fast to make.
@@ -120,7 +121,7 @@ test("the happy token and bot load with every field", () => {
   assert.equal(token.botName, "robot");
   assert.equal(token.joinMethod, "kubernetes");
   assert.deepEqual(token.source, { file: "tokens.yaml", line: 4, col: 3 });
-  const k = token.kubernetes;
+  const k = kubernetesSpecOf(token.join);
   assert.ok(k?.type === "static_jwks");
   assert.deepEqual(
     k.keySet.keys.map((key) => key.kid),
@@ -154,7 +155,7 @@ test("accepted variations", async (t) => {
       name: "oidc with an https issuer",
       text: OIDC_TOKEN,
       check: (set) =>
-        assert.deepEqual(set.tokens.get("kube-bot")?.kubernetes, {
+        assert.deepEqual(kubernetesSpecOf(set.tokens.get("kube-bot")?.join), {
           type: "oidc",
           issuer: "https://issuer.example.com/id/1",
           insecureAllowHttpIssuer: false,
@@ -171,7 +172,7 @@ test("accepted variations", async (t) => {
         "      issuer: http://127.0.0.1:8080\n      insecure_allow_http_issuer: true\n",
       ]),
       check: (set) => {
-        const k = set.tokens.get("kube-bot")?.kubernetes;
+        const k = kubernetesSpecOf(set.tokens.get("kube-bot")?.join);
         assert.ok(k?.type === "oidc");
         assert.equal(k.issuer, "http://127.0.0.1:8080");
         assert.equal(k.insecureAllowHttpIssuer, true);
@@ -190,14 +191,14 @@ test("accepted variations", async (t) => {
       check: (set) => {
         const token = set.tokens.get("kube-bot");
         assert.equal(token?.joinMethod, "github");
-        assert.equal(token?.kubernetes, undefined);
+        assert.equal(token?.join, undefined);
       },
     },
     {
       name: "several keys keep their kids",
       text: edit(TOKEN, [JWKS, JSON.stringify({ keys: [KEY_A, KEY_B] })]),
       check: (set) => {
-        const k = set.tokens.get("kube-bot")?.kubernetes;
+        const k = kubernetesSpecOf(set.tokens.get("kube-bot")?.join);
         assert.ok(k?.type === "static_jwks");
         assert.deepEqual(
           k.keySet.keys.map((key) => key.kid),
@@ -816,7 +817,7 @@ test("the Teleport guide's bot.yaml and bot-token.yaml load unchanged with a rea
   const token = set.tokens.get("example-bot");
   assert.equal(token?.botName, "example");
   assert.deepEqual(token?.roles, ["Bot"]);
-  const k = token?.kubernetes;
+  const k = kubernetesSpecOf(token?.join);
   assert.ok(k?.type === "static_jwks");
   assert.deepEqual(k.allow, [{ kind: "exact", namespace: "default", name: "tbot" }]);
   // The minikube key, whose kid is the SPKI hash as kube-apiserver >= 1.16 sets it.
@@ -854,7 +855,7 @@ test("a directory loads its YAML files in name order; a real 13-key EKS JWKS is 
   ]);
   assert.deepEqual([...set.bots.keys()], ["deployer", "ci-runner"]);
   assert.deepEqual([...set.tokens.keys()], ["eks-deployer", "ci-oidc", "github-ci"]);
-  const k = set.tokens.get("eks-deployer")?.kubernetes;
+  const k = kubernetesSpecOf(set.tokens.get("eks-deployer")?.join);
   assert.ok(k?.type === "static_jwks");
   assert.equal(k.keySet.keys.length, 13);
   assert.ok(k.keySet.hasKid("06d30cabe6da1effbec89224c2bdf6129357bf7c"));

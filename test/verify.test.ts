@@ -2,11 +2,8 @@ import { createHmac } from "node:crypto";
 import { describe, test } from "node:test";
 import { strict as assert } from "node:assert";
 import { JoinError, type ErrorCode } from "../src/errors.ts";
-import {
-  decodeJwtHeader,
-  verifyServiceAccountToken,
-  type ExpectedClaims,
-} from "../src/jwt/verify.ts";
+import { decodeJwtHeader, type ExpectedClaims } from "../src/jwt/verify.ts";
+import { verifyServiceAccountToken } from "../src/methods/kubernetes/service-account.ts";
 import { ALLOWED_ALGORITHMS, type JwsAlgorithm } from "../src/jwt/keys.ts";
 import {
   TEST_AUDIENCE,

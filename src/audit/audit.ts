@@ -39,12 +39,9 @@ export interface AuditEvent {
   readonly success: boolean;
   readonly token: string | null;
   readonly bot_name: string | null;
-  readonly join_method: "kubernetes";
-  readonly join_attrs: {
-    readonly namespace: string;
-    readonly service_account: string;
-    readonly pod: string;
-  } | null;
+  readonly join_method: string;
+  /** As the join method rendered them for the audit trail (kubernetes: namespace, service_account, pod). */
+  readonly join_attrs: Readonly<Record<string, string>> | null;
   readonly remote_addr: string;
   readonly error?: { readonly code: string; readonly message: string };
   readonly tls_serial?: string;
@@ -74,10 +71,8 @@ export function auditTokenName(name: string | undefined): string | null {
  */
 export function toAuditEvent(attempt: JoinAttempt): AuditEvent {
   const { outcome, attrs } = attempt;
-  const joinAttrs =
-    attrs === undefined
-      ? null
-      : { namespace: attrs.namespace, service_account: attrs.serviceAccount, pod: attrs.pod };
+  // The method's audit rendering is its own allow-list (flat strings, never the proof).
+  const joinAttrs = attrs === undefined ? null : attrs.audit;
   if (outcome.ok) {
     return {
       event: "bot.join",

@@ -1,17 +1,12 @@
 import {
-  createPublicKey,
   generateKeyPairSync,
-  randomBytes,
-  webcrypto,
   X509Certificate as NodeX509Certificate,
   type KeyObject,
 } from "node:crypto";
 import { join } from "node:path";
-import { x509 } from "./peculiar-x509.ts";
 import { ConfigError, JoinError } from "../errors.ts";
+import { BOT_NAME_PATTERN } from "../lib/bot-name.ts";
 import { CLUSTER_NAME_PATTERN } from "../lib/cluster-name.ts";
-import { BOT_NAME_PATTERN } from "../resources/bot.ts";
-import { encodeJoinAttributes, type JoinAttributes } from "./join-attributes.ts";
 import {
   ensurePrivateDirectory,
   fileExists,
@@ -27,9 +22,11 @@ import {
   type SshCertificateIssuer,
 } from "./ssh.ts";
 import {
+  createCaCertificate,
   createX509LeafIssuer,
   keyIdentifierOf,
   signatureSchemeOf,
+  subjectKeyIdentifierOf,
   toPem,
   type X509LeafIssuer,
 } from "./x509.ts";
@@ -58,7 +55,11 @@ export interface BotCertificateRequest {
   botName: string;
   roles: readonly string[];
   logins: readonly string[];
-  joinAttrs: JoinAttributes;
+  /**
+   * The join attributes as Teleport's `JoinAttrs` JSON, ready to embed (the join method renders
+   * them; the CA writes the same bytes into both certificates).
+   */
+  joinAttributesJson: string;
   tlsPublicKey: TlsPublicKey;
   sshPublicKey: SshPublicKey;
   /** From `resolveCertificateLifetime`; truncated to whole seconds in the certificates. */
@@ -121,7 +122,7 @@ export async function loadOrCreateAuthority(
     sshKey = loadSshCaKey(options.files.sshKeyFile);
   } else {
     ensurePrivateDirectory(options.dataDir);
-    tls = await loadOrCreateTlsCa(options.dataDir, clusterName, algorithm, nowMs);
+    tls = loadOrCreateTlsCa(options.dataDir, clusterName, algorithm, nowMs);
     sshKey = loadOrCreateSshCaKey(options.dataDir);
   }
 
@@ -166,7 +167,7 @@ class BotCertificateAuthority implements CertificateAuthority {
     const notBefore = new Date(notBeforeSeconds * 1000);
     const notAfter = new Date(notAfterSeconds * 1000);
     const keyId = `bot-${request.botName}`;
-    const joinAttributesJson = encodeJoinAttributes(request.joinAttrs);
+    const { joinAttributesJson } = request;
 
     const tls = this.x509Issuer.issue({
       commonName: keyId,
@@ -209,6 +210,9 @@ function checkRequest(request: BotCertificateRequest): void {
   if (!BOT_NAME_PATTERN.test(request.botName)) {
     throw new TypeError("botName must be letters, digits, '.', '-' or '_'");
   }
+  if (typeof request.joinAttributesJson !== "string" || request.joinAttributesJson === "") {
+    throw new TypeError("joinAttributesJson must be a non-empty string");
+  }
   for (const [field, values] of [
     ["roles", request.roles],
     ["logins", request.logins],
@@ -233,12 +237,12 @@ interface TlsCa {
   readonly subjectKeyId: Buffer;
 }
 
-async function loadOrCreateTlsCa(
+function loadOrCreateTlsCa(
   dataDir: string,
   clusterName: string,
   algorithm: "ecdsa-p256" | "rsa-2048",
   nowMs: number,
-): Promise<TlsCa> {
+): TlsCa {
   const keyFile = join(dataDir, DATA_DIR_FILES.tlsKeyFile);
   const certFile = join(dataDir, DATA_DIR_FILES.tlsCertFile);
   const haveKey = fileExists(keyFile);
@@ -247,11 +251,17 @@ async function loadOrCreateTlsCa(
     // One without the other is damage to repair by hand, never a reason to replace a key.
     return loadTlsCa(keyFile, certFile, nowMs);
   }
-  const { privateKey } =
+  const { privateKey, publicKey } =
     algorithm === "rsa-2048"
       ? generateKeyPairSync("rsa", { modulusLength: 2048 })
       : generateKeyPairSync("ec", { namedCurve: "prime256v1" });
-  const certDer = await createCaCertificate(privateKey, clusterName, algorithm, nowMs);
+  const certDer = createCaCertificate({
+    name: clusterName,
+    notBefore: new Date(nowMs - 60_000),
+    notAfter: new Date(nowMs + CA_LIFETIME_MS),
+    privateKey,
+    publicKey,
+  });
   writeNewFileAtomically(
     keyFile,
     privateKey.export({ type: "pkcs8", format: "pem" }) as string,
@@ -259,60 +269,6 @@ async function loadOrCreateTlsCa(
   );
   writeNewFileAtomically(certFile, toPem("CERTIFICATE", certDer), 0o600);
   return loadTlsCa(keyFile, certFile, nowMs);
-}
-
-/** The self-signed CA certificate (off the hot path, so a well-kept ASN.1 library builds it). */
-async function createCaCertificate(
-  privateKey: KeyObject,
-  clusterName: string,
-  algorithm: "ecdsa-p256" | "rsa-2048",
-  nowMs: number,
-): Promise<Buffer> {
-  const crypto = webcrypto;
-  const keyAlgorithm =
-    algorithm === "rsa-2048"
-      ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
-      : { name: "ECDSA", namedCurve: "P-256" };
-  const signingAlgorithm =
-    algorithm === "rsa-2048" ? keyAlgorithm : { name: "ECDSA", hash: "SHA-256" };
-  const keys = {
-    privateKey: await crypto.subtle.importKey(
-      "pkcs8",
-      privateKey.export({ type: "pkcs8", format: "der" }),
-      keyAlgorithm,
-      false,
-      ["sign"],
-    ),
-    publicKey: await crypto.subtle.importKey(
-      "spki",
-      createPublicKey(privateKey).export({ type: "spki", format: "der" }),
-      keyAlgorithm,
-      true,
-      ["verify"],
-    ),
-  };
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
-  const certificate = await x509.X509CertificateGenerator.createSelfSigned(
-    {
-      serialNumber: serial.toString("hex"),
-      name: [{ O: [clusterName] }, { CN: [clusterName] }],
-      notBefore: new Date(nowMs - 60_000),
-      notAfter: new Date(nowMs + CA_LIFETIME_MS),
-      keys,
-      signingAlgorithm,
-      extensions: [
-        new x509.BasicConstraintsExtension(true, undefined, true),
-        new x509.KeyUsagesExtension(
-          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
-          true,
-        ),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
-      ],
-    },
-    crypto,
-  );
-  return Buffer.from(certificate.rawData);
 }
 
 function loadTlsCa(keyFile: string, certFile: string, nowMs: number): TlsCa {
@@ -353,10 +309,14 @@ function loadTlsCa(keyFile: string, certFile: string, nowMs: number): TlsCa {
     throw new ConfigError([`${certFile}: the TLS CA certificate expired on ${cert.validTo}`]);
   }
   const certDer = cert.raw;
-  const ski = new x509.X509Certificate(certDer).getExtension(x509.SubjectKeyIdentifierExtension);
-  const subjectKeyId = ski
-    ? Buffer.from(ski.keyId, "hex")
-    : keyIdentifierOf(cert.publicKey.export({ type: "spki", format: "der" }));
+  let subjectKeyId: Buffer;
+  try {
+    subjectKeyId =
+      subjectKeyIdentifierOf(certDer) ??
+      keyIdentifierOf(cert.publicKey.export({ type: "spki", format: "der" }));
+  } catch {
+    throw new ConfigError([`${certFile}: the TLS CA certificate's extensions cannot be read`]);
+  }
   return { key, certPem: toPem("CERTIFICATE", certDer), certDer, subjectKeyId };
 }
 

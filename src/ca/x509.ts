@@ -1,4 +1,4 @@
-import { createHash, sign, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, randomBytes, sign, type KeyObject } from "node:crypto";
 import { takeRandomBytes } from "./random-pool.ts";
 import {
   bitString,
@@ -29,7 +29,7 @@ export interface LeafFields {
   readonly organizations: readonly string[];
   readonly uri: string;
   readonly botName: string;
-  /** Already-encoded join attributes (see `encodeJoinAttributes`). */
+  /** Already-encoded join attributes (`BotCertificateRequest.joinAttributesJson`). */
   readonly joinAttributesJson: string;
   /** DER SubjectPublicKeyInfo of the bot's key. */
   readonly spkiDer: Buffer;
@@ -118,6 +118,7 @@ function extension(id: string, critical: boolean, value: Buffer): Buffer {
 const OID_COMMON_NAME = oid("2.5.4.3");
 const OID_ORGANIZATION = oid("2.5.4.10");
 const OID_SUBJECT_ALT_NAME = oid("2.5.29.17");
+const OID_SUBJECT_KEY_IDENTIFIER = oid("2.5.29.14");
 const OID_BOT_NAME = oid(BOT_NAME_OID);
 const OID_JOIN_ATTRIBUTES = oid(JOIN_ATTRIBUTES_OID);
 
@@ -188,6 +189,116 @@ export function createX509LeafIssuer(ca: {
       return { der, pem: toPem("CERTIFICATE", der), serialHex: serial.toString("hex") };
     },
   };
+}
+
+/** What the self-signed CA certificate says; everything else follows from the key. */
+export interface CaCertificateFields {
+  /** Subject and issuer: `O=<name>, CN=<name>`. */
+  readonly name: string;
+  /** Truncated to whole seconds, as in every certificate. */
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  /** The CA's key: the certificate is signed with it. */
+  readonly privateKey: KeyObject;
+  /**
+   * Its public half, as `generateKeyPairSync` returns it; derived from `privateKey` when absent
+   * (node:crypto's `createPublicKey` of a private key costs a few signatures).
+   */
+  readonly publicKey?: KeyObject;
+  /** 16 bytes, top bit clear; random by default (tests pass one to compare certificates). */
+  readonly serial?: Buffer;
+}
+
+// The characters of a PrintableString (X.680 41.4); any other text is a UTF8String.
+const PRINTABLE = /^[A-Za-z0-9 '()+,\-./:=?]*$/;
+
+/**
+ * RFC 5280 DirectoryString the way OpenSSL and @peculiar/x509 choose it: PrintableString when
+ * every character allows, else UTF8String (a cluster name may carry `_`).
+ */
+function directoryString(text: string): Buffer {
+  return PRINTABLE.test(text)
+    ? tlv(TAG.printableString, Buffer.from(text, "latin1"))
+    : utf8String(text);
+}
+
+/**
+ * The self-signed CA certificate: v3, random positive 128-bit serial, `O=<name>, CN=<name>` as
+ * subject and issuer, basicConstraints critical `CA:TRUE` (no path length), keyUsage critical
+ * `keyCertSign, cRLSign`, and a subject key identifier (RFC 5280 method 1), in that order. Off
+ * the hot path (once per CA), but built here from the same DER pieces as the leaves, so the
+ * service needs no ASN.1 library; `test/ca-authority.test.ts` checks it byte for byte against
+ * @peculiar/x509's. Returns DER.
+ *
+ * @example const der = createCaCertificate({ name: "example.com", notBefore, notAfter, privateKey });
+ */
+export function createCaCertificate(fields: CaCertificateFields): Buffer {
+  const scheme = signatureSchemeOf(fields.privateKey);
+  let serial = fields.serial;
+  if (serial === undefined) {
+    serial = randomBytes(16);
+    // Positive (top bit clear) and 16 bytes long, so its DER is minimal without a sign byte.
+    serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
+  } else if (serial.length !== 16 || (serial[0] ?? 0x80) & 0x80 || serial[0] === 0) {
+    throw new TypeError("serial must be 16 bytes, positive, without a leading zero byte");
+  }
+  const publicKey = fields.publicKey ?? createPublicKey(fields.privateKey);
+  const spkiDer = publicKey.export({ type: "spki", format: "der" });
+  const name = sequence(
+    set(sequence(OID_ORGANIZATION, directoryString(fields.name))),
+    set(sequence(OID_COMMON_NAME, directoryString(fields.name))),
+  );
+  const tbs = sequence(
+    explicit(0, smallInteger(2)),
+    tlv(TAG.integer, serial),
+    scheme.algorithmIdentifier,
+    name,
+    sequence(time(fields.notBefore), time(fields.notAfter)),
+    name,
+    spkiDer,
+    explicit(
+      3,
+      sequence(
+        // basicConstraints: cA TRUE, no pathLenConstraint.
+        extension("2.5.29.19", true, sequence(boolean(true))),
+        // keyUsage: keyCertSign (bit 5) and cRLSign (bit 6); 1 unused bit.
+        extension("2.5.29.15", true, Buffer.of(TAG.bitString, 2, 1, 0x06)),
+        // subjectKeyIdentifier: what the leaves' authorityKeyIdentifier repeats.
+        extension("2.5.29.14", false, octetString(keyIdentifierOf(spkiDer))),
+      ),
+    ),
+  );
+  const signature = sign(scheme.digest, tbs, fields.privateKey);
+  return sequence(tbs, scheme.algorithmIdentifier, bitString(signature));
+}
+
+/**
+ * The subject key identifier a certificate carries, or undefined without one. Reads only the
+ * TBSCertificate's extensions; `certDer` is a certificate node:crypto has already parsed.
+ */
+export function subjectKeyIdentifierOf(certDer: Uint8Array): Buffer | undefined {
+  const certificate = readElement(certDer, 0);
+  const tbs = readElement(certDer, certificate.valueStart);
+  for (let at = tbs.valueStart; at < tbs.end;) {
+    const field = readElement(certDer, at);
+    at = field.end;
+    if (field.tag !== 0xa3) continue; // [3] extensions, the last field of a v3 TBSCertificate
+    const extensions = readElement(certDer, field.valueStart);
+    for (let next = extensions.valueStart; next < extensions.end;) {
+      const ext = readElement(certDer, next);
+      next = ext.end;
+      const id = readElement(certDer, ext.valueStart);
+      if (!OID_SUBJECT_KEY_IDENTIFIER.equals(certDer.subarray(id.start, id.end))) continue;
+      let value = readElement(certDer, id.end);
+      if (value.tag === TAG.boolean) value = readElement(certDer, value.end);
+      const keyId = readElement(certDer, value.valueStart);
+      if (value.tag !== TAG.octetString || keyId.tag !== TAG.octetString) {
+        throw new RangeError("malformed subjectKeyIdentifier");
+      }
+      return Buffer.from(certDer.subarray(keyId.valueStart, keyId.end));
+    }
+  }
+  return undefined;
 }
 
 /** PEM with 64-character lines (RFC 7468). */

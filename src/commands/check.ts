@@ -6,7 +6,8 @@ import { formatDuration } from "../lib/duration.ts";
 import { ConfigError } from "../errors.ts";
 import { availableParallelism } from "node:os";
 import { ResourceLoader } from "../resources/loader.ts";
-import type { AllowRule, JoinToken, ResourceSet } from "../resources/types.ts";
+import { JOIN_METHODS } from "../methods/registry.ts";
+import type { JoinToken, ResourceSet } from "../resources/types.ts";
 
 /** Worker threads parsing the files, at most (fewer on fewer cores). */
 const CHECK_WORKERS = 2;
@@ -90,31 +91,18 @@ function describeToken(token: JoinToken, nowMs: number): string[] {
   const lines = [`  ${token.name}`];
   lines.push(`    roles: ${list(token.roles)}; bot: ${token.botName ?? "(none)"}`);
   lines.push(`    expires: ${expiry(token.expiresAt, nowMs)}`);
-  const k = token.kubernetes;
-  if (k === undefined) {
+  if (token.join === undefined) {
     lines.push(
-      `    join_method: ${token.joinMethod} (loaded, but only "kubernetes" joins through kube-join)`,
+      `    join_method: ${token.joinMethod} (loaded, but only ${servedMethods()} joins through kube-join)`,
     );
     return lines;
   }
-  lines.push(`    join_method: kubernetes, type: ${k.type}`);
-  if (k.type === "static_jwks") {
-    for (const key of k.keySet.keys) {
-      const id = key.kid === undefined || key.kid === "" ? "(no kid)" : key.kid;
-      lines.push(`    key: ${id} (${key.kty}, ${[...key.algorithms].join("/")})`);
-    }
-  } else {
-    const http = k.insecureAllowHttpIssuer ? " (insecure_allow_http_issuer)" : "";
-    lines.push(`    issuer: ${k.issuer}${http}`);
-  }
-  for (const rule of k.allow) lines.push(`    allow: ${describeRule(rule)}`);
+  for (const line of token.join.describe()) lines.push(`    ${line}`);
   return lines;
 }
 
-function describeRule(rule: AllowRule): string {
-  return rule.kind === "exact"
-    ? `${rule.namespace}:${rule.name}`
-    : `namespace ${rule.namespaceGlob}, name ${rule.nameGlob} (glob)`;
+function servedMethods(): string {
+  return [...JOIN_METHODS.keys()].map((name) => JSON.stringify(name)).join(" or ");
 }
 
 function expiry(expiresAt: number | undefined, nowMs: number): string {

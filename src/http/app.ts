@@ -11,10 +11,10 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
-import { JoinError } from "../errors.ts";
+import { INTERNAL_MESSAGE, JoinError } from "../errors.ts";
 import type { JoinRequest, JoinResult } from "../join/join.ts";
 import { parseRfc3339 } from "../lib/rfc3339.ts";
-import { INTERNAL_MESSAGE, JSON_CONTENT_TYPE, sendError } from "./error-response.ts";
+import { JSON_CONTENT_TYPE, sendError } from "./error-response.ts";
 import { parseJsonObject, readBody, requireJsonBody } from "../lib/json-body.ts";
 import type { RateLimiter } from "./rate-limit.ts";
 
@@ -243,13 +243,6 @@ export function joinResponse(result: JoinResult): Record<string, unknown> {
     ssh_cert: result.sshCert,
     tls_ca_certs: result.tlsCaCerts,
     ssh_ca_keys: result.sshCaKeys,
-    join_attrs: {
-      kubernetes: {
-        subject: result.kubernetes.subject,
-        namespace: result.kubernetes.namespace,
-        service_account: result.kubernetes.serviceAccount,
-        pod: result.kubernetes.pod,
-      },
-    },
+    join_attrs: result.attributes.response,
   };
 }

@@ -6,7 +6,8 @@
 import express from "express";
 import type { NextFunction, Request, Response } from "express";
 import type { Metrics } from "../metrics/metrics.ts";
-import { INTERNAL_MESSAGE, sendError } from "./error-response.ts";
+import { INTERNAL_MESSAGE } from "../errors.ts";
+import { sendError } from "./error-response.ts";
 
 export interface DiagDeps {
   readonly metrics: Metrics;

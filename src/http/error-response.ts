@@ -6,9 +6,6 @@
 import type { ServerResponse } from "node:http";
 import { statusOf, type ErrorCode } from "../errors.ts";
 
-/** What a caller sees of anything unexpected; the details go to the log only. */
-export const INTERNAL_MESSAGE = "internal error; the details are in the server log";
-
 /** The media type of every JSON body this service sends. */
 export const JSON_CONTENT_TYPE = "application/json; charset=utf-8";
 

@@ -1,4 +1,5 @@
 import type { ErrorCode } from "../errors.ts";
+import type { JoinAttributes } from "../methods/join-method.ts";
 
 /**
  * One join attempt, as reported to listeners (metrics, audit). Never carries the JWT or key
@@ -9,11 +10,10 @@ export interface JoinAttempt {
   readonly remoteAddr: string;
   readonly tokenName: string | undefined;
   readonly botName: string | undefined;
-  readonly joinMethod: "kubernetes";
-  /** Present once the JWT verified. */
-  readonly attrs:
-    | { readonly namespace: string; readonly serviceAccount: string; readonly pod: string }
-    | undefined;
+  /** The token's join method (the first one served while no token named one). */
+  readonly joinMethod: string;
+  /** Present once the proof verified (also when the allow rules then refused it). */
+  readonly attrs: JoinAttributes | undefined;
   /** Whether the verified-token cache answered (undefined when verification was not reached). */
   readonly cache: "hit" | "miss" | undefined;
   readonly durationSeconds: number;

@@ -1,8 +1,13 @@
 /**
  * The join pipeline, with no HTTP in it:
  *
- *   lookup token -> token expiry, join method, role -> verify the JWT (cached) -> allow rules
- *   -> bot -> parse public keys -> lifetime -> issue certificates
+ *   lookup token -> token expiry, join method, role -> the token's method authenticates the
+ *   request (verify, cached; allow rules) -> bot -> parse public keys -> lifetime -> issue
+ *   certificates
+ *
+ * The pipeline knows join methods only through `src/methods/join-method.ts`: each token carries
+ * its method's prepared settings, and the attributes the method renders go unchanged to the
+ * certificates, the listeners and the result.
  *
  * Every attempt, successful or not, is reported once to the listeners (metrics, audit) with its
  * duration. A join runs entirely under the resource snapshot it started with, so a reload in the
@@ -12,30 +17,24 @@
 import type { CertificateAuthority } from "../ca/authority.ts";
 import { resolveCertificateLifetime } from "../ca/lifetime.ts";
 import { parseSshPublicKey, parseTlsPublicKey } from "../ca/public-keys.ts";
-import { JoinError } from "../errors.ts";
-import type { ServiceAccountIdentity } from "../jwt/identity.ts";
-import type { KeySet } from "../jwt/keys.ts";
-import { decodeJwtHeader, verifyServiceAccountToken } from "../jwt/verify.ts";
-import type { JoinToken, ResourceSet } from "../resources/types.ts";
-import { requireAllowedServiceAccount } from "../rules.ts";
+import { INTERNAL_MESSAGE, JoinError } from "../errors.ts";
+import type { OidcKeyLookup } from "../jwt/oidc.ts";
+import {
+  encodeCertificateJoinAttributes,
+  type AuthenticateTrace,
+  type JoinAttributes,
+  type VerifiedProof,
+} from "../methods/join-method.ts";
+import { DEFAULT_JOIN_METHOD, JOIN_METHODS } from "../methods/registry.ts";
+import type { VerifiedTokenCache } from "../methods/verified-token-cache.ts";
+import type { ResourceSet } from "../resources/types.ts";
 import type { JoinAttempt, JoinListener } from "./events.ts";
-import { VerifiedTokenCache } from "./verified-token-cache.ts";
 
 /** What a join runs against: swapped as a whole on reload. */
 export interface JoinSnapshot {
   readonly resources: ResourceSet;
   readonly authority: CertificateAuthority;
 }
-
-/**
- * Keys of an `oidc` token's issuer, fetched and cached by the OIDC key source. Rejects with
- * `JoinError("keys_unavailable")` while the issuer has not been reachable.
- */
-export type OidcKeySource = (
-  issuer: string,
-  kid: string | undefined,
-  allowHttp: boolean,
-) => Promise<KeySet>;
 
 export interface JoinServiceOptions {
   /** The expected JWT audience. */
@@ -45,10 +44,10 @@ export interface JoinServiceOptions {
   readonly snapshot: () => JoinSnapshot | undefined;
   /** Milliseconds since the epoch. Default `Date.now`. */
   readonly now?: () => number;
-  /** Key source for `oidc` tokens; without one they fail with `keys_unavailable`. */
-  readonly oidcKeys?: OidcKeySource;
-  /** The verified-token cache; without one every join verifies the JWT. */
-  readonly cache?: VerifiedTokenCache;
+  /** Keys of OIDC issuers, for issuer-bound tokens; without it they fail with `keys_unavailable`. */
+  readonly oidcKeys?: OidcKeyLookup;
+  /** The verified-token cache; without one every join verifies its proof. */
+  readonly cache?: VerifiedTokenCache<VerifiedProof>;
   readonly listeners?: readonly JoinListener[];
   /** Receives unexpected errors (bugs, I/O) with context; never sent to the caller. */
   readonly onInternalError?: (err: unknown, context: { readonly stage: string }) => void;
@@ -78,21 +77,26 @@ export interface JoinResult {
   readonly sshSerial: string;
   readonly tlsCaCerts: readonly string[];
   readonly sshCaKeys: readonly string[];
-  readonly kubernetes: {
-    readonly subject: string;
-    readonly namespace: string;
-    readonly serviceAccount: string;
-    readonly pod: string;
-  };
+  /** What the join proved, as its method rendered it (the response's `join_attrs`). */
+  readonly attributes: JoinAttributes;
 }
 
-const INTERNAL_MESSAGE = "internal error; the details are in the server log";
-
 /** Per-attempt facts gathered along the pipeline, for the JoinAttempt event. */
-interface Trace {
+interface Trace extends AuthenticateTrace {
   botName: string | undefined;
-  identity: ServiceAccountIdentity | undefined;
-  cache: "hit" | "miss" | undefined;
+  joinMethod: string;
+}
+
+/** The served methods, quoted, joined by " or ": what a token must use to join here. */
+const SERVED_METHODS = [...JOIN_METHODS.keys()].map((name) => JSON.stringify(name)).join(" or ");
+
+function newTrace(): Trace {
+  return {
+    botName: undefined,
+    joinMethod: DEFAULT_JOIN_METHOD,
+    attributes: undefined,
+    cache: undefined,
+  };
 }
 
 /**
@@ -126,7 +130,7 @@ export class JoinService {
   async join(request: JoinRequest): Promise<JoinResult> {
     const started = process.hrtime.bigint();
     const nowMs = this.#now();
-    const trace: Trace = { botName: undefined, identity: undefined, cache: undefined };
+    const trace = newTrace();
     try {
       const result = await this.#run(request, nowMs, trace);
       this.#emit(request, trace, started, nowMs, {
@@ -158,7 +162,7 @@ export class JoinService {
   }): void {
     this.#emit(
       { remoteAddr: attempt.remoteAddr, tokenName: attempt.tokenName },
-      { botName: undefined, identity: undefined, cache: undefined },
+      newTrace(),
       process.hrtime.bigint(),
       this.#now(),
       { ok: false, code: attempt.error.code, message: attempt.error.message },
@@ -180,12 +184,14 @@ export class JoinService {
       // Nothing is proven yet: say what failed, not the token's settings.
       throw new JoinError("token_expired", "the join token has expired");
     }
-    if (token.joinMethod !== "kubernetes" || token.kubernetes === undefined) {
+    const join = token.join;
+    if (join === undefined) {
       throw new JoinError(
         "join_method_mismatch",
-        'the join token does not use the "kubernetes" join method',
+        `the join token does not use the ${SERVED_METHODS} join method`,
       );
     }
+    trace.joinMethod = join.method;
     if (!isBotRole(request.role) || !token.roles.some(isBotRole)) {
       throw new JoinError(
         "role_mismatch",
@@ -193,12 +199,17 @@ export class JoinService {
       );
     }
 
-    const identity = await this.#verifyForToken(token, request.idToken, nowMs, trace);
-    trace.identity = identity;
-    requireAllowedServiceAccount(token.kubernetes.allow, {
-      namespace: identity.namespace,
-      serviceAccount: identity.serviceAccount,
-    });
+    const attributes = await join.authenticate(
+      request.idToken,
+      {
+        audience: this.#options.clusterName,
+        nowMs,
+        cache: this.#options.cache,
+        oidcKeys: this.#options.oidcKeys,
+        onInternalError: this.#options.onInternalError,
+      },
+      trace,
+    );
 
     const bot =
       token.botName === undefined ? undefined : snapshot.resources.bots.get(token.botName);
@@ -219,13 +230,7 @@ export class JoinService {
       botName: bot.name,
       roles: bot.roles,
       logins: bot.traits.get("logins") ?? [],
-      joinAttrs: {
-        namespace: identity.namespace,
-        serviceAccount: identity.serviceAccount,
-        pod: identity.podName,
-        tokenName: token.name,
-        joinMethod: "kubernetes",
-      },
+      joinAttributesJson: encodeCertificateJoinAttributes(token.name, attributes),
       tlsPublicKey,
       sshPublicKey,
       notBeforeMs,
@@ -242,68 +247,8 @@ export class JoinService {
       sshSerial: issued.sshSerial,
       tlsCaCerts: trusted.tlsCaCerts,
       sshCaKeys: trusted.sshCaKeys,
-      kubernetes: {
-        subject: identity.subject,
-        namespace: identity.namespace,
-        serviceAccount: identity.serviceAccount,
-        pod: identity.podName,
-      },
+      attributes,
     };
-  }
-
-  /**
-   * Verifies a presented JWT for a token: the one place verification happens, so the cache wraps
-   * exactly this. Static keys come from the token; `oidc` keys from the injected key source.
-   */
-  async #verifyForToken(
-    token: JoinToken,
-    jwt: string,
-    nowMs: number,
-    trace?: { cache: "hit" | "miss" | undefined },
-  ): Promise<ServiceAccountIdentity> {
-    const spec = token.kubernetes;
-    if (spec === undefined) {
-      throw new JoinError("join_method_mismatch", "the join token has no kubernetes settings");
-    }
-    let keySet: KeySet;
-    let issuer: string | undefined;
-    if (spec.type === "static_jwks") {
-      keySet = spec.keySet;
-    } else {
-      issuer = spec.issuer;
-      keySet = await this.#oidcKeySet(issuer, spec.insecureAllowHttpIssuer, jwt);
-    }
-    const expected = {
-      audience: this.#options.clusterName,
-      ...(issuer === undefined ? {} : { issuer }),
-    };
-    const cache = this.#options.cache;
-    if (cache === undefined) return verifyServiceAccountToken(jwt, keySet, expected, nowMs);
-    const key = VerifiedTokenCache.keyOf(jwt, keySet.revision, expected.audience, issuer);
-    const cached = cache.get(key);
-    if (cached !== undefined) {
-      if (trace !== undefined) trace.cache = "hit";
-      return cached;
-    }
-    if (trace !== undefined) trace.cache = "miss";
-    const identity = verifyServiceAccountToken(jwt, keySet, expected, nowMs);
-    cache.set(key, identity);
-    return identity;
-  }
-
-  async #oidcKeySet(issuer: string, allowHttp: boolean, jwt: string): Promise<KeySet> {
-    const source = this.#options.oidcKeys;
-    if (source === undefined) {
-      throw new JoinError("keys_unavailable", "this service has no key source for oidc tokens");
-    }
-    const { kid } = decodeJwtHeader(jwt);
-    try {
-      return await source(issuer, kid, allowHttp);
-    } catch (err) {
-      if (err instanceof JoinError) throw err;
-      this.#options.onInternalError?.(err, { stage: "oidc_keys" });
-      throw new JoinError("keys_unavailable", "the issuer's keys could not be obtained");
-    }
   }
 
   #asJoinError(err: unknown, stage: string): JoinError {
@@ -324,15 +269,8 @@ export class JoinService {
       remoteAddr: request.remoteAddr,
       tokenName: request.tokenName,
       botName: trace.botName,
-      joinMethod: "kubernetes",
-      attrs:
-        trace.identity === undefined
-          ? undefined
-          : {
-              namespace: trace.identity.namespace,
-              serviceAccount: trace.identity.serviceAccount,
-              pod: trace.identity.podName,
-            },
+      joinMethod: trace.joinMethod,
+      attrs: trace.attributes,
       cache: trace.cache,
       durationSeconds: Number(process.hrtime.bigint() - started) / 1e9,
       outcome,

@@ -47,6 +47,31 @@ export const OIDC_DEFAULTS = {
 
 const DISCOVERY_PATH = "/.well-known/openid-configuration";
 
+/**
+ * An OIDC issuer as a token configures it, parsed once when the resources load (see
+ * {@link prepareOidcIssuer}) so a join never parses the URL again.
+ */
+export interface OidcIssuer {
+  /** The issuer exactly as configured: what `iss` must equal and discovery must confirm. */
+  readonly issuer: string;
+  /** `insecure_allow_http_issuer`. */
+  readonly allowHttp: boolean;
+  /** The parsed URL, or why it cannot be fetched (reported on every use, as `keys_unavailable`). */
+  readonly url: URL | string;
+}
+
+/**
+ * Keys of an issuer-bound token's issuer, fetched and cached by the key source (the port the join
+ * methods use; {@link OidcKeySource.keysForIssuer} implements it). Rejects with
+ * `JoinError("keys_unavailable")` while the issuer has not been reachable.
+ */
+export type OidcKeyLookup = (issuer: OidcIssuer, kid: string | undefined) => Promise<KeySet>;
+
+/** Parses an issuer URL once, for {@link OidcKeySource.keysForIssuer}. */
+export function prepareOidcIssuer(issuer: string, allowHttp: boolean): OidcIssuer {
+  return { issuer, allowHttp, url: parseIssuer(issuer, allowHttp) };
+}
+
 interface IssuerState {
   readonly issuer: string;
   discovery: { readonly jwksUri: URL; readonly fetchedAt: number } | undefined;
@@ -73,7 +98,8 @@ interface IssuerState {
  *
  * @example
  * const keys = new OidcKeySource({ extraCaFile: "/etc/kube-join/issuer-ca.pem" });
- * const keySet = await keys.keysFor(token.issuer, decodeJwtHeader(jwt).kid, false);
+ * const issuer = prepareOidcIssuer("https://oidc.example.com", false); // at load
+ * const keySet = await keys.keysForIssuer(issuer, decodeJwt(jwt).kid);
  */
 export class OidcKeySource {
   readonly #limits: Omit<FetchLimits, "allowHttp">;
@@ -123,8 +149,13 @@ export class OidcKeySource {
    * Throws `JoinError("keys_unavailable")` when no key set was ever fetched for the issuer (or the
    * issuer URL is not fetchable): the message names only the kind of failure.
    */
-  async keysFor(issuer: string, kid: string | undefined, allowHttp: boolean): Promise<KeySet> {
-    const issuerUrl = parseIssuer(issuer, allowHttp);
+  keysFor(issuer: string, kid: string | undefined, allowHttp: boolean): Promise<KeySet> {
+    return this.keysForIssuer(prepareOidcIssuer(issuer, allowHttp), kid);
+  }
+
+  /** {@link keysFor} for an issuer parsed at load: the join path, which parses nothing. */
+  async keysForIssuer(prepared: OidcIssuer, kid: string | undefined): Promise<KeySet> {
+    const { issuer, allowHttp, url: issuerUrl } = prepared;
     if (typeof issuerUrl === "string") {
       this.#report(issuer, false, issuerUrl);
       throw unavailable("issuer URL not usable");

@@ -1,7 +1,10 @@
+/**
+ * The generic JWS/JWT checks (steps 1-6 of docs/verification.md) that any JWT-based join method
+ * reuses. What a Kubernetes service-account token must carry on top is checked in
+ * `src/methods/kubernetes/service-account.ts`.
+ */
 import { constants, verify, type KeyObject } from "node:crypto";
 import { JoinError } from "../errors.ts";
-import { DNS_LABEL, DNS_SUBDOMAIN } from "../methods/kubernetes/names.ts";
-import type { ServiceAccountIdentity } from "./identity.ts";
 import {
   ALLOWED_ALGORITHMS,
   type JwsAlgorithm,
@@ -13,7 +16,7 @@ import {
 export interface ExpectedClaims {
   /** The cluster name: `aud` (a string or a list) must contain it. */
   readonly audience: string;
-  /** When set (the `oidc` type), `iss` must equal it exactly. */
+  /** When set (an issuer-bound method, such as the kubernetes `oidc` type), `iss` must equal it exactly. */
   readonly issuer?: string;
 }
 
@@ -21,12 +24,7 @@ export interface ExpectedClaims {
 export const MAX_JWT_LENGTH = 16 * 1024;
 /** Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds. */
 export const CLOCK_LEEWAY_SECONDS = 10;
-/** The longest `exp - iat` accepted, in seconds (exactly this passes). */
-export const MAX_TOKEN_TTL_SECONDS = 30 * 60;
 
-const SUBJECT_PREFIX = "system:serviceaccount:";
-// Kubernetes object names: namespaces are DNS labels, service accounts and pods DNS subdomains.
-// kube-apiserver never issues anything else, so anything else is not one of its tokens.
 // A kid is echoed in messages only when it looks like one (kube's SPKI hash, EKS's hex id).
 const PRINTABLE_KID = /^[A-Za-z0-9._~+/=:-]{1,128}$/;
 
@@ -45,32 +43,47 @@ const HASH_OF: Readonly<Record<JwsAlgorithm, string | null>> = {
 };
 const SALT_LENGTH: Readonly<Record<string, number>> = { sha256: 32, sha384: 48, sha512: 64 };
 
-type JsonObject = Record<string, unknown>;
+/** A JSON object as `JSON.parse` returns it. */
+export type JsonObject = Record<string, unknown>;
 
-interface DecodedJwt {
+/** A JWT after the structural checks of step 1: what {@link decodeJwt} returns. */
+export interface DecodedJwt {
   readonly alg: string;
   readonly kid: string | undefined;
   readonly signingInput: Buffer;
   readonly signature: Buffer;
-  readonly claims: JsonObject | undefined;
+  /** The claims' bytes (strict base64url decoded); `verifyJwt` parses them. */
+  readonly payload: Buffer;
 }
 
 /**
  * Reads the `alg` and `kid` of a JWT's header without verifying anything, so a key source (the
  * `oidc` type) can tell whether it knows the kid before choosing keys. Applies the same structural
- * checks as step 1 of {@link verifyServiceAccountToken}: size, three strict base64url parts, a
+ * checks as step 1 of {@link verifyJwt}: size, three strict base64url parts, a
  * header that is a JSON object with a string `alg`, an optional string `kid`, and no `crit`.
  *
  * @throws JoinError `jwt_malformed`
  */
 export function decodeJwtHeader(jwt: string): { alg: string; kid: string | undefined } {
-  const { alg, kid } = decodeJwt(jwt, false);
+  const { alg, kid } = decodeJwt(jwt);
   return { alg, kid };
 }
 
+/** A JWT whose signature, audience, issuer and time claims verified (steps 1-6). */
+export interface VerifiedJwt {
+  /** The claims object, as the token carried it. Read fields with {@link own}. */
+  readonly claims: JsonObject;
+  /** `iat` and `exp`, in seconds since the epoch. */
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+}
+
 /**
- * Verifies a projected service-account JWT against a static key set and returns who it proves the
- * caller is. Pure: the same (token, keys, expected claims, time) always give the same answer.
+ * Verifies a compact JWS JWT against a static key set: the generic checks any JWT-based join method
+ * reuses (the Kubernetes claims are checked on top by `methods/kubernetes/service-account.ts`).
+ * Pure: the same (token, keys, expected claims, time) always give the same answer. Takes the JWT
+ * as text, or as {@link decodeJwt} returned it (so a caller that read the header to pick keys
+ * does not decode it twice).
  *
  * Checks, in this order, each with its own code (see docs/verification.md):
  * 1. size <= 16 KiB, compact JWS, header and claims JSON objects, no `crit`: `jwt_malformed`;
@@ -79,36 +92,30 @@ export function decodeJwtHeader(jwt: string): { alg: string; kid: string | undef
  * 4. `aud` contains `expected.audience`: `jwt_audience_mismatch`; `iss` equals `expected.issuer`
  *    when set: `jwt_issuer_mismatch`;
  * 5. time, 10 s leeway: `jwt_expired`, `jwt_not_yet_valid`;
- * 6. `exp`, `iat` present finite numbers: `jwt_missing_claim`;
- * 7. `kubernetes.io.pod.name`: `jwt_not_pod_bound`;
- * 8. `exp - iat` <= 30 min: `jwt_ttl_too_long`;
- * 9. `sub` = `system:serviceaccount:NS:NAME`: `jwt_not_service_account`, agreeing with
- *    `kubernetes.io`: `jwt_claims_inconsistent`.
+ * 6. `exp`, `iat` present finite numbers: `jwt_missing_claim`.
  *
  * No message ever contains the token or any part of it.
- *
- * @example
- * const identity = verifyServiceAccountToken(jwt, token.kubernetes.keySet,
- *   { audience: "example.teleport.sh" }, Date.now());
- * identity.namespace; // "default"
  *
  * @throws JoinError with one of the codes above
  * @throws TypeError when `expected.audience` is empty or `nowMs` is not a finite number
  */
-export function verifyServiceAccountToken(
-  jwt: string,
+export function verifyJwt(
+  jwt: string | DecodedJwt,
   keys: KeySet,
   expected: ExpectedClaims,
   nowMs: number,
-): ServiceAccountIdentity {
+): VerifiedJwt {
   if (typeof expected.audience !== "string" || expected.audience === "") {
     throw new TypeError("expected.audience must be a non-empty string");
   }
   if (!Number.isFinite(nowMs)) throw new TypeError("nowMs must be a finite number");
 
   // 1. Structure.
-  const token = decodeJwt(jwt, true);
-  const claims = token.claims as JsonObject;
+  const token = typeof jwt === "string" ? decodeJwt(jwt) : jwt;
+  // Claims are parsed here, before the signature is checked, so that "malformed" is always the
+  // first answer for a broken token (the documented order); nothing in them is used until the
+  // signature has verified, and 16 KiB bounds the work.
+  const claims = parseJsonObject(token.payload, "claims");
 
   // 2. Algorithm: allowed at all, and fitting the key(s) it would be checked with.
   if (!ALLOWED.has(token.alg)) {
@@ -202,83 +209,18 @@ export function verifyServiceAccountToken(
       );
     }
   }
-  const expiresAt = exp as number;
-  const issuedAt = iat as number;
 
-  // 7. Pod binding: legacy secret tokens and tokens requested without a pod never join.
-  const kube = objectOrUndefined(own(claims, "kubernetes.io"));
-  const pod = objectOrUndefined(own(kube, "pod"));
-  const podName = own(pod, "name");
-  if (typeof podName !== "string" || podName === "") {
-    throw new JoinError(
-      "jwt_not_pod_bound",
-      "the token is not bound to a pod (no kubernetes.io.pod.name): mount a projected service-account token",
-    );
-  }
-  if (!DNS_SUBDOMAIN.test(podName)) {
-    throw new JoinError("jwt_not_pod_bound", "kubernetes.io.pod.name is not a valid pod name");
-  }
-
-  // 8. Lifetime.
-  const ttl = expiresAt - issuedAt;
-  if (ttl > MAX_TOKEN_TTL_SECONDS) {
-    throw new JoinError(
-      "jwt_ttl_too_long",
-      `the token lives ${formatSeconds(ttl)} (exp - iat), more than the ${MAX_TOKEN_TTL_SECONDS / 60} minutes allowed: set expirationSeconds to at most ${MAX_TOKEN_TTL_SECONDS} in the projected volume`,
-    );
-  }
-
-  // 9. Subject, and agreement with the kubernetes.io claim.
-  const sub = own(claims, "sub");
-  const parts =
-    typeof sub === "string" && sub.startsWith(SUBJECT_PREFIX)
-      ? sub.slice(SUBJECT_PREFIX.length).split(":")
-      : [];
-  const [namespace, serviceAccount] = parts;
-  if (
-    parts.length !== 2 ||
-    namespace === undefined ||
-    serviceAccount === undefined ||
-    !DNS_LABEL.test(namespace) ||
-    !DNS_SUBDOMAIN.test(serviceAccount)
-  ) {
-    throw new JoinError(
-      "jwt_not_service_account",
-      "sub is not system:serviceaccount:NAMESPACE:NAME with valid Kubernetes names",
-    );
-  }
-  const serviceAccountClaim = objectOrUndefined(own(kube, "serviceaccount"));
-  if (own(kube, "namespace") !== namespace) {
-    throw new JoinError(
-      "jwt_claims_inconsistent",
-      `sub names namespace ${namespace} but kubernetes.io.namespace does not`,
-    );
-  }
-  if (own(serviceAccountClaim, "name") !== serviceAccount) {
-    throw new JoinError(
-      "jwt_claims_inconsistent",
-      `sub names service account ${serviceAccount} but kubernetes.io.serviceaccount.name does not`,
-    );
-  }
-
-  return {
-    subject: sub as string,
-    namespace,
-    serviceAccount,
-    serviceAccountUid: stringOrUndefined(own(serviceAccountClaim, "uid")),
-    podName,
-    podUid: stringOrUndefined(own(pod, "uid")),
-    nodeName: stringOrUndefined(own(objectOrUndefined(own(kube, "node")), "name")),
-    issuer: stringOrUndefined(own(claims, "iss")),
-    jti: stringOrUndefined(own(claims, "jti")),
-    issuedAt,
-    expiresAt,
-  };
+  return { claims, issuedAt: iat as number, expiresAt: exp as number };
 }
 
-function decodeJwt(jwt: string, withClaims: true): DecodedJwt & { claims: JsonObject };
-function decodeJwt(jwt: string, withClaims: false): DecodedJwt;
-function decodeJwt(jwt: string, withClaims: boolean): DecodedJwt {
+/**
+ * Step 1 of {@link verifyJwt} without the claims' JSON: size, three strict base64url parts, a
+ * header that is a JSON object with a string `alg`, an optional string `kid`, and no `crit`. A key
+ * source (the `oidc` type) reads the kid from it; the same value then goes to `verifyJwt`.
+ *
+ * @throws JoinError `jwt_malformed`
+ */
+export function decodeJwt(jwt: string): DecodedJwt {
   if (typeof jwt !== "string" || jwt.length === 0) {
     throw new JoinError("jwt_malformed", "the token is empty");
   }
@@ -296,7 +238,7 @@ function decodeJwt(jwt: string, withClaims: boolean): DecodedJwt {
     );
   }
   const [headerPart, payloadPart, signaturePart] = parts as [string, string, string];
-  const header = decodeJsonObject(headerPart, "header");
+  const header = parseJsonObject(decodeBase64Url(headerPart, "header"), "header");
   if (Object.hasOwn(header, "crit")) {
     // RFC 7515 4.1.11: unknown critical extensions must be rejected, and none are understood here.
     throw new JoinError(
@@ -313,18 +255,13 @@ function decodeJwt(jwt: string, withClaims: boolean): DecodedJwt {
     throw new JoinError("jwt_malformed", "the header's kid is not a string");
   }
   const signature = decodeBase64Url(signaturePart, "signature");
-  // Claims are parsed here, before the signature is checked, so that "malformed" is always the
-  // first answer for a broken token (the documented order); nothing in them is used until the
-  // signature has verified, and 16 KiB bounds the work.
-  let claims: JsonObject | undefined;
-  if (withClaims) claims = decodeJsonObject(payloadPart, "claims");
-  else decodeBase64Url(payloadPart, "claims");
+  const payload = decodeBase64Url(payloadPart, "claims");
   return {
     alg,
     kid,
     signingInput: Buffer.from(`${headerPart}.${payloadPart}`, "latin1"),
     signature,
-    claims,
+    payload,
   };
 }
 
@@ -339,8 +276,7 @@ function decodeBase64Url(part: string, what: string): Buffer {
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
-function decodeJsonObject(part: string, what: "header" | "claims"): JsonObject {
-  const bytes = decodeBase64Url(part, what);
+function parseJsonObject(bytes: Buffer, what: "header" | "claims"): JsonObject {
   let value: unknown;
   try {
     // JSON.parse defines "__proto__" as an own property and never touches prototypes; its error
@@ -386,17 +322,20 @@ function verifyWith(
   }
 }
 
-function own(object: JsonObject | undefined, key: string): unknown {
+/** A claim by name: own properties only, so nothing inherited counts as a claim. */
+export function own(object: JsonObject | undefined, key: string): unknown {
   return object !== undefined && Object.hasOwn(object, key) ? object[key] : undefined;
 }
 
-function objectOrUndefined(value: unknown): JsonObject | undefined {
+/** `value` when it is a JSON object (not an array or null). */
+export function objectOrUndefined(value: unknown): JsonObject | undefined {
   return typeof value === "object" && value !== null && !Array.isArray(value)
     ? (value as JsonObject)
     : undefined;
 }
 
-function stringOrUndefined(value: unknown): string | undefined {
+/** `value` when it is a string. */
+export function stringOrUndefined(value: unknown): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
 
@@ -432,10 +371,4 @@ function describeKid(kid: string): string {
 function isoTime(seconds: number): string {
   const date = new Date(seconds * 1000);
   return Number.isNaN(date.getTime()) ? `${seconds}` : date.toISOString();
-}
-
-function formatSeconds(seconds: number): string {
-  if (seconds >= 3600 && seconds % 3600 === 0) return `${seconds / 3600} h`;
-  if (seconds >= 60 && seconds % 60 === 0) return `${seconds / 60} min`;
-  return `${seconds} s`;
 }

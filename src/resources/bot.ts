@@ -1,3 +1,4 @@
+import { BOT_NAME_PATTERN } from "../lib/bot-name.ts";
 import { formatDuration } from "../lib/duration.ts";
 import type { FieldReader } from "../yaml/field-reader.ts";
 import type { Bot } from "./types.ts";
@@ -8,12 +9,7 @@ export const DEFAULT_MAX_SESSION_TTL_MS = 12 * 3_600_000;
 export const MIN_MAX_SESSION_TTL_MS = 60_000;
 export const MAX_MAX_SESSION_TTL_MS = 7 * 24 * 3_600_000;
 
-/**
- * Bot names end up in certificates (subject, SSH key id) and in file names of the bot agent, so
- * they are kept to a safe alphabet: a letter or digit, then letters, digits, `.`, `_`, `-`; at
- * most 128 characters.
- */
-export const BOT_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+export { BOT_NAME_PATTERN };
 
 // `logins` become SSH principals: no whitespace, control characters or commas (the separator of
 // principal lists in sshd's AuthorizedPrincipals and in ssh-keygen -n).

@@ -22,13 +22,7 @@ import {
   readResourceFile,
   type ParsedFile,
 } from "./load.ts";
-import {
-  KeySetPool,
-  fromTransferable,
-  internKeySets,
-  keySetsOf,
-  type TransferableFile,
-} from "./transfer.ts";
+import { KeySetPool, fromTransferable, keySetsOf, type TransferableFile } from "./transfer.ts";
 import type { ResourceSet } from "./types.ts";
 
 /** What one load did, for logs and the bench. */
@@ -101,7 +95,7 @@ export class ResourceLoader {
     const parsed =
       options.workers > 0
         ? await this.#workers.parse(toParse, options, this.#pool)
-        : await parseHere(toParse, this.#pool);
+        : await parseHere(toParse);
     for (const item of toParse) {
       next.set(item.file, { hash: item.hash, parsed: parsed.get(item.file)! });
     }
@@ -134,13 +128,11 @@ export class ResourceLoader {
   }
 }
 
-async function parseHere(
-  files: readonly FileToParse[],
-  pool: KeySetPool,
-): Promise<Map<string, ParsedFile>> {
+async function parseHere(files: readonly FileToParse[]): Promise<Map<string, ParsedFile>> {
   const out = new Map<string, ParsedFile>();
   for (const { file, bytes } of files) {
-    out.set(file, internKeySets(parseResourceFile(file, decode(bytes)), pool));
+    // Key sets are shared here by parseJwks itself (its results are kept by JWKS text).
+    out.set(file, parseResourceFile(file, decode(bytes)));
     await new Promise((resolve) => setImmediate(resolve));
   }
   return out;

@@ -1,13 +1,17 @@
 /**
- * A parsed file as it crosses from the load worker to the event loop's thread. Structured clone
+ * A parsed file as it crosses from a load worker to the event loop's thread. Structured clone
  * keeps plain objects, arrays, Maps, Sets and `KeyObject`s (a cloned `KeyObject` shares the
- * imported key, nothing is parsed again: measured 12 us per key), but not class instances: a
- * `KeySet` travels as its list of keys and is rebuilt on arrival. A key set shared by many tokens
- * is one object on both sides (structured clone keeps shared references within a message, and the
- * receiver interns key sets by content across files and loads).
+ * imported key, nothing is parsed again: measured 12 us per key), but not class instances:
+ *
+ * - a token's prepared join (`PreparedJoin`, a class with private state) travels as its method's
+ *   name and its `settings`, and its method `revive`s it on arrival;
+ * - a `KeySet` travels as its list of keys and is rebuilt on arrival, interned by content, so a
+ *   JWKS shared by many tokens is one object across files and across loads.
  */
 import { KeySet, type VerificationKey } from "../jwt/keys.ts";
-import type { ParsedFile } from "./load.ts";
+import { JOIN_METHODS } from "../methods/registry.ts";
+import type { ParsedDocument, ParsedFile } from "./load.ts";
+import type { JoinToken } from "./types.ts";
 
 /** Marks a key set in transit; a key no resource field can have. */
 const KEY_SET = "__kube_join_key_set__";
@@ -16,10 +20,24 @@ export interface KeySetInTransit {
   readonly [KEY_SET]: readonly VerificationKey[];
 }
 
-/** A `ParsedFile` whose key sets are plain key lists: what the worker posts. */
-export type TransferableFile = { readonly __transferable: true } & Record<string, unknown>;
+/** A token's prepared join in transit. */
+interface JoinInTransit {
+  readonly method: string;
+  readonly settings: unknown;
+}
 
-/** Replaces every `KeySet` in `parsed` by its keys; `shared` keeps one replacement per set. */
+/** A `ParsedFile` as a worker posts it: prepared joins and key sets as plain data. */
+export interface TransferableFile {
+  readonly file: string;
+  readonly problems: readonly string[];
+  readonly warnings: readonly string[];
+  readonly documents: readonly (Omit<ParsedDocument, "token"> & {
+    readonly token?:
+      (Omit<JoinToken, "join"> & { readonly join: JoinInTransit | undefined }) | undefined;
+  })[];
+}
+
+/** Replaces prepared joins and key sets by plain data; `shared` keeps one replacement per set. */
 export function toTransferable(
   parsed: ParsedFile,
   shared: Map<KeySet, KeySetInTransit>,
@@ -41,13 +59,21 @@ export function toTransferable(
     }
     return value;
   };
-  return { ...(walk(parsed) as Record<string, unknown>), __transferable: true };
+  return {
+    ...parsed,
+    documents: parsed.documents.map((doc) => {
+      const token = doc.token;
+      if (token?.join === undefined)
+        return { ...doc, token: token && { ...token, join: undefined } };
+      const join = { method: token.join.method, settings: walk(token.join.settings) };
+      return { ...doc, token: { ...token, join } };
+    }),
+  };
 }
 
 /**
  * Interns key sets by content: the same keys (same kid, SPKI hash and algorithms, in the same
- * order) are one `KeySet` object, across files and across loads, so an unchanged cluster JWKS is
- * held once however many tokens carry it. Holds only what the last `retain` call kept.
+ * order) are one `KeySet` object. Holds only what the last `retain` call kept.
  */
 export class KeySetPool {
   #sets = new Map<string, KeySet>();
@@ -65,22 +91,16 @@ export class KeySetPool {
     return set;
   }
 
-  /** Adds an already built set (parsed on this thread), keeping the pooled one when equal. */
-  adopt(set: KeySet): KeySet {
-    return this.intern(set.keys);
-  }
-
   /** Forgets every set not in `inUse`. */
   retain(inUse: ReadonlySet<KeySet>): void {
     for (const [signature, set] of this.#sets) if (!inUse.has(set)) this.#sets.delete(signature);
   }
-
-  get size(): number {
-    return this.#sets.size;
-  }
 }
 
-/** Rebuilds a parsed file from what the worker posted; key sets come from `pool`. */
+/**
+ * Rebuilds a parsed file from what a worker posted: key sets from `pool`, prepared joins by
+ * their methods.
+ */
 export function fromTransferable(moved: TransferableFile, pool: KeySetPool): ParsedFile {
   const rebuilt = new Map<object, KeySet>();
   const walk = (value: unknown): unknown => {
@@ -100,32 +120,29 @@ export function fromTransferable(moved: TransferableFile, pool: KeySetPool): Par
     }
     return value;
   };
-  const rest: Record<string, unknown> = { ...moved };
-  delete rest["__transferable"];
-  return walk(rest) as ParsedFile;
+  return {
+    ...moved,
+    documents: moved.documents.map((doc): ParsedDocument => {
+      const token = doc.token;
+      if (token === undefined) return { ...doc, token: undefined };
+      if (token.join === undefined) return { ...doc, token: { ...token, join: undefined } };
+      const method = JOIN_METHODS.get(token.join.method);
+      if (method === undefined) {
+        throw new TypeError(`a load worker prepared unknown join method ${token.join.method}`);
+      }
+      return { ...doc, token: { ...token, join: method.revive(walk(token.join.settings)) } };
+    }),
+  };
 }
 
-/** Every `KeySet` a parsed file refers to (to keep the pool to what is in use). */
+/** Every `KeySet` the tokens of a parsed file use (to keep the pool to what is in use). */
 export function keySetsOf(parsed: ParsedFile, into: Set<KeySet>): void {
-  for (const doc of parsed.documents) {
-    const spec = doc.token?.kubernetes;
-    if (spec?.type === "static_jwks") into.add(spec.keySet);
-  }
-}
-
-/** Rewrites the key sets of a file parsed on this thread to the pooled ones. */
-export function internKeySets(parsed: ParsedFile, pool: KeySetPool): ParsedFile {
-  let changed = false;
-  const documents = parsed.documents.map((doc) => {
-    const token = doc.token;
-    const spec = token?.kubernetes;
-    if (token === undefined || spec?.type !== "static_jwks") return doc;
-    const keySet = pool.adopt(spec.keySet);
-    if (keySet === spec.keySet) return doc;
-    changed = true;
-    return { ...doc, token: { ...token, kubernetes: { ...spec, keySet } } };
-  });
-  return changed ? { ...parsed, documents } : parsed;
+  const walk = (value: unknown): void => {
+    if (value instanceof KeySet) into.add(value);
+    else if (Array.isArray(value)) value.forEach(walk);
+    else if (isRecord(value)) Object.values(value).forEach(walk);
+  };
+  for (const doc of parsed.documents) walk(doc.token?.join?.settings);
 }
 
 /** A plain object (not a Map, Set, KeyObject, Date or other class instance). */

@@ -1,5 +1,4 @@
-import type { KeySet } from "../jwt/keys.ts";
-
+import type { PreparedJoin } from "../methods/join-method.ts";
 import type { SourcePosition } from "../yaml/yaml-source.ts";
 
 export type { SourcePosition };
@@ -15,24 +14,6 @@ export interface Bot {
   readonly source: SourcePosition;
 }
 
-/** One entry of `spec.kubernetes.allow`. Matching is in `src/rules.ts`. */
-export type AllowRule =
-  | { readonly kind: "exact"; readonly namespace: string; readonly name: string }
-  | { readonly kind: "glob"; readonly namespaceGlob: string; readonly nameGlob: string };
-
-export type KubernetesJoinSpec =
-  | {
-      readonly type: "static_jwks";
-      readonly keySet: KeySet;
-      readonly allow: readonly AllowRule[];
-    }
-  | {
-      readonly type: "oidc";
-      readonly issuer: string;
-      readonly insecureAllowHttpIssuer: boolean;
-      readonly allow: readonly AllowRule[];
-    };
-
 /** `kind: token`, `version: v2`. */
 export interface JoinToken {
   readonly name: string;
@@ -40,10 +21,13 @@ export interface JoinToken {
   readonly expiresAt: number | undefined;
   readonly roles: readonly string[];
   readonly botName: string | undefined;
-  /** Any join method Teleport knows; only `kubernetes` can join here (others: join_method_mismatch). */
+  /** Any join method Teleport knows; only those in `src/methods/registry.ts` join here. */
   readonly joinMethod: string;
-  /** Present when `joinMethod` is `kubernetes`. */
-  readonly kubernetes: KubernetesJoinSpec | undefined;
+  /**
+   * The settings of `joinMethod`, read and prepared by that method at load; undefined for a
+   * method kube-join does not serve (its joins get join_method_mismatch).
+   */
+  readonly join: PreparedJoin | undefined;
   readonly source: SourcePosition;
 }
 

@@ -16,9 +16,10 @@ import { createJoinApp } from "../http/app.ts";
 import { createDiagApp } from "../http/diag.ts";
 import { RateLimiter } from "../http/rate-limit.ts";
 import { JoinService } from "../join/join.ts";
-import { VerifiedTokenCache } from "../join/verified-token-cache.ts";
-import { OidcKeySource } from "../jwt/oidc.ts";
+import { OidcKeySource, type OidcKeyLookup } from "../jwt/oidc.ts";
 import type { Logger } from "../log.ts";
+import type { VerifiedProof } from "../methods/join-method.ts";
+import { VerifiedTokenCache } from "../methods/verified-token-cache.ts";
 import { createMetrics, type Metrics } from "../metrics/metrics.ts";
 import { ResourceLoader } from "../resources/loader.ts";
 import type { ResourceSet } from "../resources/types.ts";
@@ -99,7 +100,7 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
   const state = new ServiceState();
   const metrics = createMetrics();
   const audit: AuditLog = createAuditLog({ file: config.audit.file, logger: log });
-  const cache = new VerifiedTokenCache({ maxEntries: config.cache.maxEntries, now });
+  const cache = new VerifiedTokenCache<VerifiedProof>({ maxEntries: config.cache.maxEntries, now });
   const oidc = new OidcKeySource({
     extraCaFile: config.oidc.caFile,
     now,
@@ -108,8 +109,7 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
       if (!ok) log.warn({ issuer, error }, "fetching an oidc issuer's keys failed");
     },
   });
-  const oidcKeys = (issuer: string, kid: string | undefined, allowHttp: boolean) =>
-    oidc.keysFor(issuer, kid, allowHttp);
+  const oidcKeys: OidcKeyLookup = (issuer, kid) => oidc.keysForIssuer(issuer, kid);
   metrics.onScrape(() => {
     metrics.setCacheEntries(cache.size);
     for (const [issuer, age] of oidc.keySetAges()) metrics.setKeySetAge(issuer, age);

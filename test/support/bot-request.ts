@@ -2,6 +2,7 @@ import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import type { BotCertificateRequest } from "../../src/ca/authority.ts";
 import { parseSshPublicKey, parseTlsPublicKey } from "../../src/ca/public-keys.ts";
 import { ed25519AuthorizedKey } from "../../src/ca/ssh.ts";
+import { encodeJoinAttributes } from "../../src/methods/kubernetes/join-attributes.ts";
 
 /** The join attributes every default bot request carries. */
 export const BOT_JOIN_ATTRS = {
@@ -32,7 +33,7 @@ export function botCertificateRequest(options: {
     botName: "robot",
     roles: ["access", "editor"],
     logins: ["root", "ubuntu"],
-    joinAttrs: { ...BOT_JOIN_ATTRS },
+    joinAttributesJson: encodeJoinAttributes(BOT_JOIN_ATTRS),
     tlsPublicKey: parseTlsPublicKey(tls.export({ type: "spki", format: "pem" }) as string),
     sshPublicKey: parseSshPublicKey(ssh),
     notBeforeMs: options.nowMs - 60_000,

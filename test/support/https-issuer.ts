@@ -3,9 +3,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
-// @peculiar/x509 through the CA module's loader, which installs the Reflect metadata polyfill its
+// @peculiar/x509 through the tests' loader, which installs the Reflect metadata polyfill its
 // dependency tsyringe insists on.
-import { x509 } from "../../src/ca/peculiar-x509.ts";
+import { x509 } from "./peculiar-x509.ts";
 
 x509.cryptoProvider.set(webcrypto);
 

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import { connect, createServer, type PeerCertificate } from "node:tls";
-import { x509 } from "../../src/ca/peculiar-x509.ts";
+import { x509 } from "./peculiar-x509.ts";
 
 /**
  * A real mutual-TLS handshake: a node `tls` server that requires a client certificate issued

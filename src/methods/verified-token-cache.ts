@@ -12,7 +12,6 @@
  */
 import { hash } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import type { ServiceAccountIdentity } from "../jwt/identity.ts";
 import { CLOCK_LEEWAY_SECONDS } from "../jwt/verify.ts";
 
 export interface VerifiedTokenCacheOptions {
@@ -22,20 +21,30 @@ export interface VerifiedTokenCacheOptions {
   readonly now: () => number;
 }
 
-interface Entry {
-  readonly identity: ServiceAccountIdentity;
+/** What can be cached: anything that knows when the proof it came from expires. */
+export interface Expiring {
+  /** Seconds since the epoch (a JWT's `exp`). */
+  readonly expiresAt: number;
+}
+
+interface Entry<T> {
+  readonly value: T;
   readonly validUntilMs: number;
 }
 
 /**
- * An identity is a handful of short strings (DNS names, UIDs, an issuer URL); this generous
+ * A verified value is a handful of short strings (DNS names, UIDs, an issuer URL); this generous
  * per-entry estimate bounds memory even if a token carries unusually long claims.
  */
 const BASE_ENTRY_BYTES = 256;
 const AVERAGE_ENTRY_BYTES = 1024;
 
-export class VerifiedTokenCache {
-  readonly #lru: LRUCache<string, Entry>;
+/**
+ * The cache, of the values a join method derives from a verified token (for the kubernetes method:
+ * the service-account identity and its rendered join attributes).
+ */
+export class VerifiedTokenCache<T extends Expiring = Expiring> {
+  readonly #lru: LRUCache<string, Entry<T>>;
   readonly #now: () => number;
 
   constructor(options: VerifiedTokenCacheOptions) {
@@ -43,11 +52,10 @@ export class VerifiedTokenCache {
       throw new TypeError("maxEntries must be a whole number of at least 1");
     }
     this.#now = options.now;
-    this.#lru = new LRUCache<string, Entry>({
+    this.#lru = new LRUCache<string, Entry<T>>({
       max: options.maxEntries,
       maxSize: options.maxEntries * AVERAGE_ENTRY_BYTES,
-      sizeCalculation: (entry, key) =>
-        BASE_ENTRY_BYTES + key.length + identityBytes(entry.identity),
+      sizeCalculation: (entry, key) => BASE_ENTRY_BYTES + key.length + valueBytes(entry.value, 0),
       // No lru-cache TTL: each entry carries its own deadline, checked on every `get` against the
       // injected clock, and expired entries are evicted as the LRU fills; TTL bookkeeping would
       // only add a second clock read to the hit path.
@@ -69,23 +77,23 @@ export class VerifiedTokenCache {
     return `${digest}|${keyRevision}|${audience}|${issuer ?? ""}`;
   }
 
-  /** The identity verified under `key`, if still within its JWT's lifetime. */
-  get(key: string): ServiceAccountIdentity | undefined {
+  /** The value verified under `key`, if still within its JWT's lifetime. */
+  get(key: string): T | undefined {
     const entry = this.#lru.get(key);
     if (entry === undefined) return undefined;
     if (this.#now() >= entry.validUntilMs) {
       this.#lru.delete(key);
       return undefined;
     }
-    return entry.identity;
+    return entry.value;
   }
 
   /** Remembers a successful verification until the JWT's `exp` plus leeway. */
-  set(key: string, identity: ServiceAccountIdentity): void {
-    const validUntilMs = (identity.expiresAt + CLOCK_LEEWAY_SECONDS) * 1000;
+  set(key: string, value: T): void {
+    const validUntilMs = (value.expiresAt + CLOCK_LEEWAY_SECONDS) * 1000;
     const ttl = validUntilMs - this.#now();
     if (!(ttl > 0)) return;
-    this.#lru.set(key, { identity, validUntilMs });
+    this.#lru.set(key, { value, validUntilMs });
   }
 
   get size(): number {
@@ -97,11 +105,11 @@ export class VerifiedTokenCache {
   }
 }
 
-function identityBytes(identity: ServiceAccountIdentity): number {
-  let n = 0;
-  for (const value of Object.values(identity)) {
-    if (typeof value === "string") n += value.length * 2;
-    else n += 8;
-  }
+/** An estimate of a value's size: strings count two bytes a character, nested objects to depth 3. */
+function valueBytes(value: unknown, depth: number): number {
+  if (typeof value === "string") return value.length * 2;
+  if (typeof value !== "object" || value === null || depth > 3) return 8;
+  let n = 8;
+  for (const member of Object.values(value)) n += valueBytes(member, depth + 1);
   return n;
 }

@@ -1,8 +1,11 @@
 import { describe, test } from "node:test";
 import { strict as assert } from "node:assert";
 import { JoinError } from "../src/errors.ts";
-import type { AllowRule } from "../src/resources/types.ts";
-import { matchAllowRule, requireAllowedServiceAccount } from "../src/rules.ts";
+import {
+  matchAllowRule,
+  requireAllowedServiceAccount,
+  type AllowRule,
+} from "../src/methods/kubernetes/allow-rules.ts";
 
 const exact = (namespace: string, name: string): AllowRule => ({ kind: "exact", namespace, name });
 const glob = (namespaceGlob: string, nameGlob: string): AllowRule => ({

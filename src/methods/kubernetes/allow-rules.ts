@@ -1,5 +1,13 @@
-import { JoinError } from "./errors.ts";
-import type { AllowRule } from "./resources/types.ts";
+/**
+ * The allow rules of a kubernetes join token (`spec.kubernetes.allow`): which service accounts may
+ * join with it. Compiled once when the resources load; matching is exact and fails closed.
+ */
+import { JoinError } from "../../errors.ts";
+
+/** One entry of `spec.kubernetes.allow`, as read from the resource. */
+export type AllowRule =
+  | { readonly kind: "exact"; readonly namespace: string; readonly name: string }
+  | { readonly kind: "glob"; readonly namespaceGlob: string; readonly nameGlob: string };
 
 /** The service account a verified token proves, as allow rules see it. */
 export interface ServiceAccountRef {
@@ -22,8 +30,24 @@ export interface ServiceAccountRef {
  *   { namespace: "ci-42", serviceAccount: "tbot" }); // true
  */
 export function matchAllowRule(rules: readonly AllowRule[], sa: ServiceAccountRef): boolean {
-  if (!Array.isArray(rules) || !isPart(sa?.namespace) || !isPart(sa?.serviceAccount)) return false;
-  return rules.some((rule: unknown) => ruleMatches(rule, sa));
+  return compileAllowRules(rules)(sa);
+}
+
+/** The allow rules of one token, compiled: whether they admit a service account. */
+export type ServiceAccountMatcher = (sa: ServiceAccountRef) => boolean;
+
+/**
+ * Compiles allow rules once (at load), with the semantics of {@link matchAllowRule}: every glob is
+ * turned into its matcher here, so a join only runs the matchers.
+ */
+export function compileAllowRules(rules: readonly AllowRule[]): ServiceAccountMatcher {
+  if (!Array.isArray(rules)) return () => false;
+  const matchers: Array<(sa: ServiceAccountRef) => boolean> = [];
+  for (const rule of rules as readonly unknown[]) {
+    const matcher = compileRule(rule);
+    if (matcher !== undefined) matchers.push(matcher);
+  }
+  return (sa) => isPart(sa?.namespace) && isPart(sa?.serviceAccount) && matchers.some((m) => m(sa));
 }
 
 /**
@@ -31,67 +55,42 @@ export function matchAllowRule(rules: readonly AllowRule[], sa: ServiceAccountRe
  * service account that asked and never the rules (they are another party's configuration).
  */
 export function requireAllowedServiceAccount(
-  rules: readonly AllowRule[],
+  rules: readonly AllowRule[] | ServiceAccountMatcher,
   sa: ServiceAccountRef,
 ): void {
-  if (matchAllowRule(rules, sa)) return;
+  const allowed = typeof rules === "function" ? rules : compileAllowRules(rules);
+  if (allowed(sa)) return;
   throw new JoinError(
     "no_matching_allow_rule",
     `service account ${JSON.stringify(`${String(sa?.namespace)}:${String(sa?.serviceAccount)}`)} is not allowed by any rule of this join token`,
   );
 }
 
-function ruleMatches(rule: unknown, sa: ServiceAccountRef): boolean {
-  if (typeof rule !== "object" || rule === null) return false;
+/** A rule's matcher; undefined for anything the loader never produces (it matches nothing). */
+function compileRule(rule: unknown): ((sa: ServiceAccountRef) => boolean) | undefined {
+  if (typeof rule !== "object" || rule === null) return undefined;
   const r = rule as Record<string, unknown>;
   switch (own(r, "kind")) {
     case "exact": {
       const namespace = own(r, "namespace");
       const name = own(r, "name");
-      return (
-        isPart(namespace) &&
-        isPart(name) &&
-        namespace === sa.namespace &&
-        name === sa.serviceAccount
-      );
+      if (!isPart(namespace) || !isPart(name)) return undefined;
+      return (sa) => namespace === sa.namespace && name === sa.serviceAccount;
     }
     case "glob": {
-      const compiled = compiledGlobs(r);
-      return (
-        compiled !== undefined &&
-        compiled.namespace(sa.namespace) &&
-        compiled.name(sa.serviceAccount)
-      );
+      const namespaceGlob = own(r, "namespaceGlob");
+      const nameGlob = own(r, "nameGlob");
+      if (!isPart(namespaceGlob) || !isPart(nameGlob)) return undefined;
+      const namespace = compileGlob(namespaceGlob);
+      const name = compileGlob(nameGlob);
+      return (sa) => namespace(sa.namespace) && name(sa.serviceAccount);
     }
     default:
-      return false;
+      return undefined;
   }
 }
 
 type Matcher = (text: string) => boolean;
-interface CompiledGlobRule {
-  readonly namespace: Matcher;
-  readonly name: Matcher;
-}
-
-// Rules are immutable objects loaded once; compiling per rule object keeps every join cheap, and
-// the WeakMap lets a reload's old rules be collected. `null` remembers a rule that cannot match.
-const compiledRules = new WeakMap<object, CompiledGlobRule | null>();
-
-function compiledGlobs(rule: Record<string, unknown>): CompiledGlobRule | undefined {
-  let compiled = compiledRules.get(rule);
-  if (compiled === undefined) {
-    const namespaceGlob = own(rule, "namespaceGlob");
-    const nameGlob = own(rule, "nameGlob");
-    compiled =
-      isPart(namespaceGlob) && isPart(nameGlob)
-        ? { namespace: compileGlob(namespaceGlob), name: compileGlob(nameGlob) }
-        : null;
-    compiledRules.set(rule, compiled);
-  }
-  return compiled ?? undefined;
-}
-
 /**
  * Compiles a `*`/`?` glob into an anchored matcher. Not a RegExp: a backtracking regex for
  * `*a*a*a*a*b` takes exponential-looking time on a long near-miss, while this splits the pattern
