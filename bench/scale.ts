@@ -220,6 +220,8 @@ interface ScaleFigures {
   readonly fullReload: ReloadFigures;
   readonly oneFileReload: ReloadFigures;
   readonly rssAfterFirstReloadMiB: number;
+  /** Before the load worker kept after a reload (2 s) has stopped. */
+  readonly rssRightAfterFirstReloadMiB: number;
   readonly rssAfterReloadsMiB: number;
   readonly joinsPerSecond: number;
   readonly pacedRate: number;
@@ -444,8 +446,11 @@ async function measureSize(
       };
       const unchangedReload = await reload(served, 0);
       const fullReload = await reload(served, served.files.length);
+      const rssRightAfterFirst = rssMiB(pid);
+      await settle();
       const rssAfterFirst = rssMiB(pid);
       for (let i = 1; i < RELOADS; i++) await reload(served, served.files.length, false);
+      await settle();
       const rssAfterReloads = rssMiB(pid);
       const oneFileReload = await reload(served, 1);
 
@@ -495,6 +500,7 @@ async function measureSize(
         fullReload,
         oneFileReload,
         rssAfterFirstReloadMiB: rssAfterFirst,
+        rssRightAfterFirstReloadMiB: rssRightAfterFirst,
         rssAfterReloadsMiB: rssAfterReloads,
         joinsPerSecond: rate,
         pacedRate: half,
@@ -508,6 +514,11 @@ async function measureSize(
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Waits until the load worker kept after a reload has stopped (2 s of quiet) and a little more. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 3000));
 }
 
 async function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
@@ -595,7 +606,7 @@ export async function benchScale(
       {
         name: `${at} RSS after 1 full reload`,
         value: round(f.rssAfterFirstReloadMiB, 0),
-        unit: "MiB",
+        unit: `MiB (3 s after; ${round(f.rssRightAfterFirstReloadMiB, 0)} right after, load worker still up)`,
       },
       {
         name: `${at} RSS after ${RELOADS} full reloads`,
