@@ -16,7 +16,7 @@ import { Worker } from "node:worker_threads";
 import { ConfigError } from "../errors.ts";
 import type { KeySet } from "../jwt/keys.ts";
 import {
-  assembleResourceSet,
+  assembleResourceSetInSlices,
   findResourceFiles,
   parseResourceFile,
   readResourceFile,
@@ -79,18 +79,20 @@ export class ResourceLoader {
     const next = new Map<string, { readonly hash: string; readonly parsed: ParsedFile }>();
     const order: string[] = [];
     const toParse: (FileToParse & { readonly hash: string })[] = [];
-    found.files.forEach((file, i) => {
+    for (const [i, file] of found.files.entries()) {
       const read = reads[i]!;
       if (typeof read === "string") {
         problems.push(read);
-        return;
+        continue;
       }
       order.push(file);
       const hash = createHash("sha256").update(read).digest("base64url");
       const known = this.#parsed.get(file);
       if (known !== undefined && known.hash === hash) next.set(file, known);
       else toParse.push({ file, bytes: read, hash });
-    });
+      // About 0.3 ms of hashing per file of 100 tokens: yield now and then, not per file.
+      if (i % 10 === 9) await new Promise((resolve) => setImmediate(resolve));
+    }
 
     const parsed =
       options.workers > 0
@@ -113,7 +115,7 @@ export class ResourceLoader {
 
     let set: ResourceSet | undefined;
     try {
-      set = assembleResourceSet(order.map((file) => next.get(file)!.parsed));
+      set = await assembleResourceSetInSlices(order.map((file) => next.get(file)!.parsed));
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       problems.push(...err.problems);
