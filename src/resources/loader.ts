@@ -48,12 +48,6 @@ export interface LoadOptions {
   readonly background?: boolean;
 }
 
-/** A file to parse: its name as messages name it, and its bytes. */
-export interface FileToParse {
-  readonly file: string;
-  readonly bytes: Uint8Array;
-}
-
 export class ResourceLoader {
   /** file -> what its bytes parsed to at the last load. */
   #parsed = new Map<string, { readonly hash: string; readonly parsed: ParsedFile }>();
@@ -75,31 +69,33 @@ export class ResourceLoader {
     const started = performance.now();
     const found = await findResourceFiles(paths);
     const problems = [...found.problems];
-    const reads = await Promise.all(found.files.map((file) => readResourceFile(file)));
+    const files: FileToLoad[] = found.files.map((file) => ({
+      file,
+      knownHash: this.#parsed.get(file)?.hash,
+    }));
+    // In workers, even the reading: 10,000 tokens are 11 MB of text, whose buffers would stay on
+    // this thread's heap until a collection (RSS 60 MiB higher after ten reads, measured).
+    const loaded =
+      options.workers > 0
+        ? await this.#workers.load(files, options, this.#pool)
+        : await loadHere(files);
     const next = new Map<string, { readonly hash: string; readonly parsed: ParsedFile }>();
     const order: string[] = [];
-    const toParse: (FileToParse & { readonly hash: string })[] = [];
-    for (const [i, file] of found.files.entries()) {
-      const read = reads[i]!;
-      if (typeof read === "string") {
-        problems.push(read);
+    let parsedCount = 0;
+    for (const { file } of files) {
+      const result = loaded.get(file);
+      if (result === undefined) throw new Error(`resource loader: no result for ${file}`);
+      if ("problem" in result) {
+        problems.push(result.problem);
         continue;
       }
       order.push(file);
-      const hash = createHash("sha256").update(read).digest("base64url");
-      const known = this.#parsed.get(file);
-      if (known !== undefined && known.hash === hash) next.set(file, known);
-      else toParse.push({ file, bytes: read, hash });
-      // About 0.3 ms of hashing per file of 100 tokens: yield now and then, not per file.
-      if (i % 10 === 9) await new Promise((resolve) => setImmediate(resolve));
-    }
-
-    const parsed =
-      options.workers > 0
-        ? await this.#workers.parse(toParse, options, this.#pool)
-        : await parseHere(toParse);
-    for (const item of toParse) {
-      next.set(item.file, { hash: item.hash, parsed: parsed.get(item.file)! });
+      if (result.parsed === undefined) {
+        next.set(file, this.#parsed.get(file)!);
+      } else {
+        parsedCount++;
+        next.set(file, { hash: result.hash, parsed: result.parsed });
+      }
     }
     // Remembered whatever the outcome: the next load after a fix reparses only the fixed file.
     this.#parsed = next;
@@ -108,8 +104,8 @@ export class ResourceLoader {
     this.#pool.retain(inUse);
     this.#last = {
       files: order.length,
-      parsed: toParse.length,
-      reused: order.length - toParse.length,
+      parsed: parsedCount,
+      reused: order.length - parsedCount,
       ms: performance.now() - started,
     };
 
@@ -130,19 +126,36 @@ export class ResourceLoader {
   }
 }
 
-async function parseHere(files: readonly FileToParse[]): Promise<Map<string, ParsedFile>> {
-  const out = new Map<string, ParsedFile>();
-  for (const { file, bytes } of files) {
+/** A file to load: its name as messages name it, and the sha256 its last parse had. */
+export interface FileToLoad {
+  readonly file: string;
+  readonly knownHash: string | undefined;
+}
+
+/** What loading one file gave: a problem, the same bytes as before, or a new parse. */
+export type FileLoaded =
+  { readonly problem: string } | { readonly hash: string; readonly parsed: ParsedFile | undefined };
+
+/**
+ * Reads one file and parses it unless its sha256 is `knownHash` (`parsed` is then undefined):
+ * what a load worker does per file, and this thread when there are no workers.
+ */
+export async function loadFile({ file, knownHash }: FileToLoad): Promise<FileLoaded> {
+  const read = await readResourceFile(file);
+  if (typeof read === "string") return { problem: read };
+  const hash = createHash("sha256").update(read).digest("base64url");
+  if (hash === knownHash) return { hash, parsed: undefined };
+  return { hash, parsed: parseResourceFile(file, read.toString("utf8")) };
+}
+
+async function loadHere(files: readonly FileToLoad[]): Promise<Map<string, FileLoaded>> {
+  const out = new Map<string, FileLoaded>();
+  for (const file of files) {
     // Key sets are shared here by parseJwks itself (its results are kept by JWKS text).
-    out.set(file, parseResourceFile(file, decode(bytes)));
+    out.set(file.file, await loadFile(file));
     await new Promise((resolve) => setImmediate(resolve));
   }
   return out;
-}
-
-/** UTF-8, as `readFile(file, "utf8")` decodes it. */
-export function decode(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
 }
 
 /** What a load worker is started with. */
@@ -154,13 +167,18 @@ export interface LoadWorkerData {
 /** What the loader asks a load worker: parse these files. */
 export interface ParseRequest {
   readonly id: number;
-  readonly files: readonly FileToParse[];
+  readonly files: readonly FileToLoad[];
 }
 
 /** What a load worker answers: one message per file, in the order given, then `done`. */
 export type ParseAnswer =
-  | { readonly id: number; readonly file: string; readonly parsed: TransferableFile }
+  | { readonly id: number; readonly file: string; readonly loaded: FileLoadedInTransit }
   | { readonly id: number; readonly done: true };
+
+/** `FileLoaded` as a worker posts it. */
+export type FileLoadedInTransit =
+  | { readonly problem: string }
+  | { readonly hash: string; readonly parsed: TransferableFile | undefined };
 
 /**
  * The worker's module: next to this one, as `.ts` when running from the sources (tests, the
@@ -188,12 +206,12 @@ class LoadWorkers {
   #idleTimer: NodeJS.Timeout | undefined;
   #nextId = 0;
 
-  async parse(
-    files: readonly FileToParse[],
+  async load(
+    files: readonly FileToLoad[],
     options: LoadOptions,
     pool: KeySetPool,
-  ): Promise<Map<string, ParsedFile>> {
-    const out = new Map<string, ParsedFile>();
+  ): Promise<Map<string, FileLoaded>> {
+    const out = new Map<string, FileLoaded>();
     if (files.length === 0) return out;
     const background = options.background === true;
     const count = Math.min(options.workers, files.length);
@@ -211,8 +229,16 @@ class LoadWorkers {
     const batches = taken.map((_, w) => files.filter((_, i) => i % count === w));
     const results = await Promise.allSettled(
       taken.map((worker, w) =>
-        this.#run(worker, batches[w]!, (file, parsed) =>
-          out.set(file, fromTransferable(parsed, pool)),
+        this.#run(worker, batches[w]!, (file, loaded) =>
+          out.set(
+            file,
+            "problem" in loaded
+              ? loaded
+              : {
+                  hash: loaded.hash,
+                  parsed: loaded.parsed && fromTransferable(loaded.parsed, pool),
+                },
+          ),
         ),
       ),
     );
@@ -231,8 +257,8 @@ class LoadWorkers {
 
   #run(
     worker: Worker,
-    files: readonly FileToParse[],
-    onParsed: (file: string, parsed: TransferableFile) => void,
+    files: readonly FileToLoad[],
+    onLoaded: (file: string, loaded: FileLoadedInTransit) => void,
   ): Promise<void> {
     const id = ++this.#nextId;
     return new Promise((resolve, reject) => {
@@ -247,7 +273,7 @@ class LoadWorkers {
           cleanup();
           resolve();
         } else {
-          onParsed(answer.file, answer.parsed);
+          onLoaded(answer.file, answer.loaded);
         }
       };
       const onError = (err: Error): void => {
