@@ -81,10 +81,33 @@ module.exports = {
     },
     {
       name: "agent-shares-only-leaves",
-      comment: "the bot-side client talks HTTP to the service and uses only our leaf modules",
+      comment:
+        "the bot-side client talks HTTP to the service and uses only our leaf modules; its " +
+        "config-file reader and the kubeconfig reader are the exceptions below",
       severity: "error",
-      from: { path: "^src/agent/" },
+      from: {
+        path: "^src/agent/",
+        pathNot: "^src/agent/(config-file|kubernetes/kubeconfig)\\.ts$",
+      },
       to: { path: "^src/(?!agent/|errors\\.ts$|lib/)" },
+    },
+    {
+      name: "agent-config-reads-through-the-admin-yaml-reader",
+      comment:
+        "tbot.yaml is admin YAML: read with src/yaml's FieldReader, so its errors read like " +
+        "every other admin file's (file:line:col, all at once, did you mean)",
+      severity: "error",
+      from: { path: "^src/agent/config-file\\.ts$" },
+      to: { path: "^src/(?!agent/|errors\\.ts$|lib/|yaml/)" },
+    },
+    {
+      name: "agent-kubeconfig-reads-yaml-through-our-reader",
+      comment:
+        "a kubeconfig is YAML: the kubernetes_secret destination's reader uses src/yaml's " +
+        "parser (positions in messages, alias limits) rather than a second YAML library",
+      severity: "error",
+      from: { path: "^src/agent/kubernetes/kubeconfig\\.ts$" },
+      to: { path: "^src/(?!agent/|errors\\.ts$|lib/|yaml/yaml-source\\.ts$)" },
     },
     {
       name: "yaml-only-in-resource-loading",

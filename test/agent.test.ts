@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
 import * as fsPromises from "node:fs/promises";
 import { lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync } from "node:fs";
-import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpServer, get as httpGet } from "node:http";
 import { createServer } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -13,17 +13,35 @@ import { strict as assert } from "node:assert";
 import { AGENT_LOCAL_CODES, AgentError } from "../src/agent/agent-error.ts";
 import { backoffDelay } from "../src/agent/backoff.ts";
 import { postJoin } from "../src/agent/client.ts";
-import type { JoinRequestBody, JoinResponseBody } from "../src/agent/client.ts";
-import { buildIdentityFiles } from "../src/agent/identity.ts";
+import { checkJoinResponse } from "../src/agent/identity.ts";
 import { generateAgentKey } from "../src/agent/keys.ts";
 import type { AgentKey } from "../src/agent/keys.ts";
 import { DEFAULT_TOKEN_PATH, parseAgentArgs } from "../src/agent/options.ts";
 import type { AgentOptions } from "../src/agent/options.ts";
 import { runAgent } from "../src/agent/run.ts";
 import type { AgentDeps, AgentLogRecord } from "../src/agent/run.ts";
+import { AgentStatus, startAgentDiag } from "../src/agent/diag.ts";
 import { parseSshCertificate } from "../src/agent/ssh-certificate.ts";
-import { readCurrentIdentity, writeIdentitySet } from "../src/agent/store.ts";
-import type { IdentityFs } from "../src/agent/store.ts";
+import type { FileSet } from "../src/agent/destinations/destination.ts";
+import {
+  createDirectoryDestination,
+  readCurrentSet,
+  writeIdentitySet,
+} from "../src/agent/destinations/directory.ts";
+import type { IdentityFs } from "../src/agent/destinations/directory.ts";
+import {
+  nativeSummary,
+  readNativeSummary,
+  renderNativeFiles,
+} from "../src/agent/outputs/native.ts";
+import {
+  IDENTITY_OUTPUT_FILE_NAMES,
+  renderIdentityFile,
+  renderIdentityOutput,
+} from "../src/agent/outputs/identity.ts";
+import { createMemoryDestination } from "../src/agent/destinations/memory.ts";
+import type { IdentitySummary } from "../src/agent/outputs/native.ts";
+import type { JoinRequestWire, JoinResponseWire } from "../src/lib/join-wire.ts";
 import { loadOrCreateAuthority } from "../src/ca/authority.ts";
 import type { CertificateAuthority } from "../src/ca/authority.ts";
 import { parseSshPublicKey, parseTlsPublicKey } from "../src/ca/public-keys.ts";
@@ -48,7 +66,7 @@ before(async () => {
 });
 
 /** What `POST /v1/join` answers for this request, signed by the test CA. */
-function issue(body: JoinRequestBody, pod = "tbot-7d9f", nowMs = NOW.getTime()): JoinResponseBody {
+function issue(body: JoinRequestWire, pod = "tbot-7d9f", nowMs = NOW.getTime()): JoinResponseWire {
   const issued = authority.issueBotCertificates({
     botName: "example",
     roles: ["bot-example"],
@@ -62,7 +80,7 @@ function issue(body: JoinRequestBody, pod = "tbot-7d9f", nowMs = NOW.getTime()):
     tlsPublicKey: parseTlsPublicKey(body.public_tls_key),
     sshPublicKey: parseSshPublicKey(body.public_ssh_key),
     notBeforeMs: nowMs - 60_000,
-    notAfterMs: Date.parse(body.expires),
+    notAfterMs: Date.parse(body.expires ?? ""),
   });
   const trusted = authority.trusted();
   return {
@@ -84,7 +102,7 @@ function issue(body: JoinRequestBody, pod = "tbot-7d9f", nowMs = NOW.getTime()):
   };
 }
 
-function requestFor(key: AgentKey, expires = new Date(NOW.getTime() + HOUR)): JoinRequestBody {
+function requestFor(key: AgentKey, expires = new Date(NOW.getTime() + HOUR)): JoinRequestWire {
   return {
     token: "example-bot",
     role: "Bot",
@@ -132,7 +150,7 @@ describe("parseAgentArgs", () => {
     assert.equal(options.server.href, "https://kube-join:3025/");
     assert.equal(options.tokenName, "example-bot");
     assert.equal(options.caFile, "/ca.pem");
-    assert.equal(options.outputDir, "/out");
+    assert.deepEqual(options.storage, { type: "directory", path: "/out" });
     assert.equal(options.ttlMs, HOUR);
     assert.equal(options.renewEveryMs, 20 * 60_000);
     assert.equal(options.backoffInitialMs, 1000);
@@ -301,13 +319,15 @@ describe("keys and certificates", () => {
   });
 });
 
-describe("buildIdentityFiles", () => {
+describe("checkJoinResponse and the native output", () => {
   test("a good answer becomes the seven files, keys 0600", async () => {
     const key = await generateAgentKey();
     const response = issue(requestFor(key));
-    const { files, summary } = buildIdentityFiles(response, key, NOW);
+    const identity = checkJoinResponse(response, key, NOW);
+    const files = renderNativeFiles(identity);
+    const summary = nativeSummary(identity);
     assert.deepEqual(
-      files.map((f) => [f.name, f.mode]),
+      [...files].map(([name, f]) => [name, f.mode]),
       [
         ["tls.crt", 0o644],
         ["tls.key", 0o600],
@@ -318,7 +338,7 @@ describe("buildIdentityFiles", () => {
         ["identity.json", 0o644],
       ],
     );
-    const byName = new Map(files.map((f) => [f.name, f.contents]));
+    const byName = new Map([...files].map(([name, f]) => [name, f.contents.toString("utf8")]));
     assert.equal(byName.get("tls.key"), key.privateKeyPem);
     assert.equal(byName.get("ssh_key"), key.sshPrivateKey);
     assert.equal(
@@ -335,13 +355,43 @@ describe("buildIdentityFiles", () => {
     assert.deepEqual(JSON.parse(byName.get("identity.json")!), summary);
   });
 
+  test("only what was checked is written: text around the certificates is not copied", async () => {
+    const key = await generateAgentKey();
+    const good = issue(requestFor(key));
+    const injected =
+      "@cert-authority * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAttackerKeyAttackerKeyAttackerKey";
+    const identity = checkJoinResponse(
+      {
+        ...good,
+        tls_cert: `junk before\n${good.tls_cert}\n${injected}\n`,
+        tls_ca_certs: good.tls_ca_certs.map((pem) => `${pem}\n${injected}\n`),
+        ssh_cert: `${good.ssh_cert.trim()} comment\n${injected}`,
+      },
+      key,
+      NOW,
+    );
+    const clean = checkJoinResponse(good, key, NOW);
+    assert.equal(identity.tlsCert, clean.tlsCert);
+    assert.deepEqual(identity.tlsCaCerts, clean.tlsCaCerts);
+    assert.equal(identity.sshCert, clean.sshCert);
+    assert.match(
+      identity.sshCert,
+      /^ecdsa-sha2-nistp256-cert-v01@openssh\.com [A-Za-z0-9+/]+=*\n$/,
+    );
+    for (const set of [renderNativeFiles(identity), renderIdentityOutput(identity)]) {
+      for (const [name, file] of set) {
+        assert.doesNotMatch(file.contents.toString("utf8"), /Attacker|junk/, name);
+      }
+    }
+  });
+
   test("refuses answers that are not usable with the key this join sent", async () => {
     const key = await generateAgentKey();
     const other = await generateAgentKey();
     const good = issue(requestFor(key));
     const forOther = issue(requestFor(other));
     const otherCa = await createTestCa("someone else");
-    const cases: Array<[string, JoinResponseBody, RegExp]> = [
+    const cases: Array<[string, JoinResponseWire, RegExp]> = [
       ["TLS cert for another key", { ...good, tls_cert: forOther.tls_cert }, /tls_cert does not/],
       ["SSH cert for another key", { ...good, ssh_cert: forOther.ssh_cert }, /ssh_cert does not/],
       ["TLS cert under another CA", { ...good, tls_ca_certs: [otherCa.certPem] }, /not signed/],
@@ -352,7 +402,7 @@ describe("buildIdentityFiles", () => {
     ];
     for (const [name, response, message] of cases) {
       assert.throws(
-        () => buildIdentityFiles(response, key, NOW),
+        () => checkJoinResponse(response, key, NOW),
         (err: AgentError) => err.code === "bad_response" && message.test(err.message),
         name,
       );
@@ -361,9 +411,9 @@ describe("buildIdentityFiles", () => {
 });
 
 describe("writeIdentitySet", () => {
-  async function filesFor(pod: string) {
+  async function filesFor(pod: string): Promise<FileSet> {
     const key = await generateAgentKey();
-    return buildIdentityFiles(issue(requestFor(key), pod), key, NOW).files;
+    return renderNativeFiles(checkJoinResponse(issue(requestFor(key), pod), key, NOW));
   }
 
   function readSet(dir: string): Record<string, string> {
@@ -379,19 +429,18 @@ describe("writeIdentitySet", () => {
     const generation = await writeIdentitySet(dir, files, { now: NOW });
     assert.equal(join(dir, readlinkSync(join(dir, "current"))), generation);
     assert.equal(statSync(generation).mode & 0o777, 0o755);
-    for (const file of files) {
-      assert.equal(readFileSync(join(generation, file.name), "utf8"), file.contents);
-      assert.equal(statSync(join(generation, file.name)).mode & 0o777, file.mode, file.name);
-      assert.ok(lstatSync(join(dir, file.name)).isSymbolicLink());
-      assert.equal(readlinkSync(join(dir, file.name)), `current/${file.name}`);
-      assert.equal(readFileSync(join(dir, file.name), "utf8"), file.contents);
+    for (const [name, file] of files) {
+      const contents = file.contents.toString("utf8");
+      assert.equal(readFileSync(join(generation, name), "utf8"), contents);
+      assert.equal(statSync(join(generation, name)).mode & 0o777, file.mode, name);
+      assert.ok(lstatSync(join(dir, name)).isSymbolicLink());
+      assert.equal(readlinkSync(join(dir, name)), `current/${name}`);
+      assert.equal(readFileSync(join(dir, name), "utf8"), contents);
     }
-    const current = await readCurrentIdentity(dir);
+    const current = await readCurrentSet(dir);
     assert.equal(current?.directory, generation);
-    assert.equal(
-      (current?.summary.join_attrs["kubernetes"] as { pod: string } | undefined)?.pod,
-      "pod-1",
-    );
+    assert.deepEqual(current?.set, files, "read back byte for byte, modes included");
+    assert.equal(podOf(readNativeSummary(current?.set)), "pod-1");
   });
 
   test("a renewal swaps the whole set and keeps only the one it replaced", async () => {
@@ -493,6 +542,117 @@ function failFileSync(): (fs: IdentityFs) => IdentityFs {
     }) as typeof fs.open,
   });
 }
+
+describe("the identity output (tbot's files)", () => {
+  test("identity, tlscert, key, key.pub, key-cert.pub, teleport-user-ca.crt; keys 0600", async () => {
+    const key = await generateAgentKey();
+    const identity = checkJoinResponse(issue(requestFor(key)), key, NOW);
+    const set = renderIdentityOutput(identity);
+    assert.deepEqual(
+      [...set].map(([name, f]) => [name, f.mode]),
+      [
+        ["identity", 0o600],
+        ["tlscert", 0o644],
+        ["key", 0o600],
+        ["key.pub", 0o644],
+        ["key-cert.pub", 0o644],
+        ["teleport-user-ca.crt", 0o644],
+      ],
+    );
+    const text = (name: string) => set.get(name)?.contents.toString("utf8");
+    assert.equal(text("key"), key.privateKeyPem);
+    assert.equal(text("key.pub"), `${key.sshPublicKey}\n`);
+    assert.equal(text("key-cert.pub"), identity.sshCert);
+    assert.equal(text("tlscert"), identity.tlsCert);
+    assert.equal(
+      text("teleport-user-ca.crt"),
+      authority
+        .trusted()
+        .tlsCaCerts.map((p) => `${p.trim()}\n`)
+        .join(""),
+    );
+    // The same key and certificates as the native files of the same identity.
+    const native = renderNativeFiles(identity);
+    assert.deepEqual(set.get("key")?.contents, native.get("tls.key")?.contents);
+    assert.deepEqual(set.get("tlscert")?.contents, native.get("tls.crt")?.contents);
+  });
+
+  test("the identity file: key PEM, SSH cert, TLS cert, SSH CA lines, TLS CA PEMs, in that order", async () => {
+    const key = await generateAgentKey();
+    const identity = checkJoinResponse(issue(requestFor(key)), key, NOW);
+    assert.equal(
+      renderIdentityFile(identity),
+      [
+        key.privateKeyPem,
+        identity.sshCert,
+        identity.tlsCert,
+        ...authority.trusted().sshCaKeys.map((k) => `@cert-authority * ${k}\n`),
+        ...identity.tlsCaCerts,
+      ].join(""),
+    );
+    assert.deepEqual(IDENTITY_OUTPUT_FILE_NAMES, [...renderIdentityOutput(identity).keys()]);
+  });
+
+  test("no file named for a CA kube-join does not have", async () => {
+    const key = await generateAgentKey();
+    const names = [
+      ...renderIdentityOutput(checkJoinResponse(issue(requestFor(key)), key, NOW)).keys(),
+    ];
+    for (const promise of [
+      "teleport-host-ca.crt",
+      "teleport-database-ca.crt",
+      "known_hosts",
+      "ssh_config",
+    ]) {
+      assert.ok(!names.includes(promise), promise);
+    }
+  });
+});
+
+describe("destinations behind the port", () => {
+  const set = (text: string): FileSet =>
+    new Map([
+      ["a", { contents: Buffer.from(text), mode: 0o644 }],
+      ["b.key", { contents: Buffer.from(`${text}-key`), mode: 0o600 }],
+    ]);
+
+  test("memory: nothing before the first write, then the last whole set, a copy", async () => {
+    const memory = createMemoryDestination();
+    assert.equal(memory.description, "memory");
+    assert.equal(await memory.read(), undefined);
+    const written = new Map(set("one"));
+    await memory.write(written);
+    written.delete("a");
+    assert.deepEqual(await memory.read(), set("one"));
+    await memory.write(set("two"));
+    assert.deepEqual(await memory.read(), set("two"));
+  });
+
+  test("directory: reads back the set it wrote, byte for byte and mode for mode", async () => {
+    const dir = join(tempDir("port"), "out");
+    const destination = createDirectoryDestination({ path: dir, now: () => NOW });
+    assert.equal(destination.description, `directory ${dir}`);
+    assert.equal(await destination.read(), undefined);
+    await destination.write(set("one"));
+    await destination.write(set("two"));
+    assert.deepEqual(await destination.read(), set("two"));
+    assert.equal(readFileSync(join(dir, "a"), "utf8"), "two");
+  });
+
+  test("directory: a name that is not one file name of ours is refused before anything is written", async () => {
+    const dir = tempDir("names");
+    for (const name of ["../x", "current", "gen-1", ".hidden", "a/b"]) {
+      await assert.rejects(
+        writeIdentitySet(dir, new Map([[name, { contents: Buffer.from("x"), mode: 0o644 }]]), {
+          now: NOW,
+        }),
+        TypeError,
+        name,
+      );
+    }
+    assert.deepEqual(readdirSync(dir), []);
+  });
+});
 
 describe("postJoin against a real HTTPS server", () => {
   let server: ReturnType<typeof createServer>;
@@ -599,7 +759,12 @@ describe("postJoin against a real HTTPS server", () => {
     const key = await generateAgentKey();
     await assert.rejects(
       postJoin({ server: url, ca: other.certPem, timeoutMs: 5000 }, requestFor(key)),
-      (err: AgentError) => err.code === "server_unreachable" && /certificate/i.test(err.message),
+      (err: AgentError) =>
+        err.code === "server_unreachable" &&
+        /certificate/i.test(err.message) &&
+        /TLS: the server's certificate chain does not match ca_path \(--ca-file\): [A-Z_]+: /.test(
+          err.message,
+        ),
     );
   });
 
@@ -685,7 +850,10 @@ describe("runAgent on a fixed clock", () => {
       server: new URL("https://kube-join.example:3025"),
       tokenName: "example-bot",
       caFile: "/ca.pem",
-      outputDir,
+      caPins: [],
+      storage: { type: "directory", path: outputDir },
+      outputs: [],
+      diagAddr: undefined,
       ttlMs: HOUR,
       renewEveryMs: 20 * 60_000,
       backoffInitialMs: 1000,
@@ -706,12 +874,12 @@ describe("runAgent on a fixed clock", () => {
     const h = harness(["ok"]);
     assert.equal(await runAgent(options(dir, { oneshot: true }), h.deps, h.stop.signal), 0);
     assert.deepEqual(h.sleeps, []);
-    const current = await readCurrentIdentity(dir);
-    assert.equal(current?.summary.bot, "example");
+    const current = { summary: await currentSummary(dir) };
+    assert.equal(current?.summary?.bot, "example");
     const [success] = joins(h.logs);
     assert.equal(success?.["outcome"], "success");
     assert.equal(success?.["pod"], "pod-1");
-    assert.equal(success?.["tls_serial"], current?.summary.tls_serial);
+    assert.equal(success?.["tls_serial"], current?.summary?.tls_serial);
   });
 
   test("--oneshot: a refusal exits 1 and logs the server's code and message", async () => {
@@ -723,7 +891,7 @@ describe("runAgent on a fixed clock", () => {
     assert.equal(failure?.["code"], "no_matching_allow_rule");
     assert.equal(failure?.["message"], "default:other is not allowed");
     assert.equal(failure?.["status"], 403);
-    assert.equal(await readCurrentIdentity(dir), undefined);
+    assert.equal(await readCurrentSet(dir), undefined);
   });
 
   test("--oneshot stopped before its join succeeds exits 1; a stopped daemon exits 0", async () => {
@@ -759,8 +927,7 @@ describe("runAgent on a fixed clock", () => {
     );
     // The token file is read afresh for every join.
     assert.deepEqual(h.sentTokens, ["t1", "t2", "t3", "t3", "t3", "t3"]);
-    const current = await readCurrentIdentity(dir);
-    assert.equal((current?.summary.join_attrs["kubernetes"] as { pod: string }).pod, "pod-6");
+    assert.equal(podOf(await currentSummary(dir)), "pod-6");
     assert.equal(h.logs.at(-1)?.["event"], "agent.stop");
   });
 
@@ -838,6 +1005,61 @@ describe("runAgent on a fixed clock", () => {
     assert.match(String(failure?.["message"]), /ENOENT/);
   });
 
+  test("outputs: each join writes every output, then storage; memory storage is the guide's", async () => {
+    const out = tempDir("identity-output");
+    const h = harness(["ok"]);
+    const run = options("", {
+      oneshot: true,
+      storage: { type: "memory" },
+      outputs: [{ type: "identity", destination: { type: "directory", path: out } }],
+    });
+    assert.equal(await runAgent(run, h.deps, h.stop.signal), 0);
+    const written = (await readCurrentSet(out))?.set;
+    assert.deepEqual([...(written?.keys() ?? [])].sort(), [...IDENTITY_OUTPUT_FILE_NAMES].sort());
+    const start = h.logs.find((l) => l["event"] === "agent.start");
+    assert.equal(start?.["storage"], "memory");
+    assert.deepEqual(start?.["outputs"], [`identity -> directory ${out}`]);
+  });
+
+  test("an output that cannot be written: write_failed, exit 1, that output's last set intact, storage not advanced", async () => {
+    const out = tempDir("output-fails");
+    const storageDir = tempDir("storage-kept");
+    const outputs = [
+      { type: "identity" as const, destination: { type: "directory" as const, path: out } },
+    ];
+    const first = harness(["ok"]);
+    await runAgent(options(storageDir, { oneshot: true, outputs }), first.deps, first.stop.signal);
+    const before = (await readCurrentSet(out))?.set;
+    const storedBefore = await currentSummary(storageDir);
+    const second = harness(["ok"]);
+    const failing: AgentDeps = { ...second.deps, fs: failOnCall("open", 2)(fsPromises) };
+    assert.equal(
+      await runAgent(options(storageDir, { oneshot: true, outputs }), failing, second.stop.signal),
+      1,
+    );
+    const [failure] = joins(second.logs);
+    assert.equal(failure?.["code"], "write_failed");
+    assert.match(
+      String(failure?.["message"]),
+      new RegExp(`writing the identity to ${out}: ENOSPC`),
+    );
+    assert.deepEqual((await readCurrentSet(out))?.set, before);
+    assert.deepEqual(await currentSummary(storageDir), storedBefore);
+  });
+
+  test("observe hears the identity in use at start and after each attempt", async () => {
+    const dir = tempDir("observe");
+    const h = harness(["ok", refused()]);
+    const events: unknown[] = [];
+    await runAgent(options(dir), { ...h.deps, observe: (e) => events.push(e) }, h.stop.signal);
+    const expires = (await currentSummary(dir))?.expires;
+    assert.deepEqual(events, [
+      { outcome: "start", identityExpires: undefined },
+      { outcome: "success", identityExpires: expires },
+      { outcome: "failure", identityExpires: expires },
+    ]);
+  });
+
   test("no log line carries the service-account token or a private key", async () => {
     const dir = tempDir("secrets");
     const h = harness(["ok", refused()], ["eyJhbGciOiJFUzI1NiJ9.secret-claims.sig"]);
@@ -847,6 +1069,15 @@ describe("runAgent on a fixed clock", () => {
     assert.doesNotMatch(text, /PRIVATE KEY/);
   });
 });
+
+/** The summary of the identity a native set holds in `dir`, or undefined. */
+async function currentSummary(dir: string): Promise<IdentitySummary | undefined> {
+  return readNativeSummary((await readCurrentSet(dir))?.set);
+}
+
+function podOf(summary: IdentitySummary | undefined): string | undefined {
+  return (summary?.join_attrs.kubernetes as { pod?: string } | undefined)?.pod;
+}
 
 function enoent(): Error {
   return Object.assign(new Error("no such file"), { code: "ENOENT" });
@@ -864,5 +1095,84 @@ describe("docs/agent.md", () => {
       rows[row[1]!] = row[2]!;
     }
     assert.deepEqual(rows, { ...AGENT_LOCAL_CODES });
+  });
+});
+
+describe("the POST /v1/join wire contract (src/lib/join-wire.ts)", () => {
+  test("is types only: importing it yields no values, so both sides share shapes, not code", async () => {
+    const wire = await import("../src/lib/join-wire.ts");
+    assert.deepEqual(Object.keys(wire), []);
+    const text = readFileSync(new URL("../src/lib/join-wire.ts", import.meta.url), "utf8");
+    assert.doesNotMatch(text, /^import /m, "imports nothing");
+  });
+});
+
+describe("the agent's diag status", () => {
+  test("not ready before an identity, ready while it is valid, not ready once it expired", () => {
+    const status = new AgentStatus();
+    const now = NOW.getTime();
+    assert.equal(status.isReady(now), false);
+    assert.doesNotMatch(status.metrics(now), /^kube_join_agent_identity_expiry_seconds /m);
+    status.observe({ outcome: "start", identityExpires: undefined });
+    status.observe({ outcome: "failure", identityExpires: undefined });
+    status.observe({ outcome: "success", identityExpires: new Date(now + HOUR).toISOString() });
+    assert.equal(status.isReady(now), true);
+    assert.equal(status.isReady(now + HOUR + 1), false);
+    const text = status.metrics(now + 1000);
+    assert.match(text, /^kube_join_agent_joins_total\{result="success"\} 1$/m);
+    assert.match(text, /^kube_join_agent_joins_total\{result="failure"\} 1$/m);
+    assert.match(text, /^kube_join_agent_identity_expiry_seconds 3599$/m);
+  });
+});
+
+describe("the agent's diag listener", () => {
+  test("answers only GET/HEAD of its three paths; readiness follows the identity", async () => {
+    const status = new AgentStatus();
+    let now = NOW.getTime();
+    const diag = await startAgentDiag({ host: "127.0.0.1", port: 0 }, status, () => now);
+    const base = `http://127.0.0.1:${diag.port}`;
+    try {
+      const ask = async (path: string, init: RequestInit = {}) => {
+        const res = await fetch(`${base}${path}`, init);
+        return { status: res.status, body: await res.text(), allow: res.headers.get("allow") };
+      };
+      assert.deepEqual(await ask("/livez"), { status: 200, body: '{"status":"ok"}', allow: null });
+      assert.equal((await ask("/readyz")).status, 503, "no identity yet");
+      status.observe({ outcome: "success", identityExpires: new Date(now + HOUR).toISOString() });
+      assert.equal((await ask("/readyz?verbose")).status, 200, "a query string is ignored");
+      now += HOUR + 1;
+      assert.equal((await ask("/readyz")).status, 503, "expired");
+      assert.equal((await ask("/livez", { method: "HEAD" })).body, "");
+      const post = await ask("/metrics", { method: "POST", body: "x" });
+      assert.equal(post.status, 405);
+      assert.equal(post.allow, "GET, HEAD");
+      assert.match(post.body, /"code":"method_not_allowed"/);
+      // Raw request targets (fetch would normalise dot segments): only exact paths answer.
+      for (const path of ["/", "/metrics/", "/LIVEZ", "/%2e%2e/livez", "/readyz/../livez", "*"]) {
+        const code = await new Promise<number | undefined>((resolve, reject) => {
+          httpGet({ host: "127.0.0.1", port: diag.port, path }, (res) => {
+            res.resume();
+            resolve(res.statusCode);
+          }).on("error", reject);
+        });
+        assert.equal(code, 404, path);
+      }
+      const metrics = await ask("/metrics");
+      assert.match(metrics.body, /^# TYPE kube_join_agent_joins_total counter$/m);
+    } finally {
+      await diag.close();
+    }
+  });
+
+  test("a port in use is an error at start, not a silent agent without diagnostics", async () => {
+    const first = await startAgentDiag({ host: "127.0.0.1", port: 0 }, new AgentStatus());
+    try {
+      await assert.rejects(
+        startAgentDiag({ host: "127.0.0.1", port: first.port }, new AgentStatus()),
+        (err: NodeJS.ErrnoException) => err.code === "EADDRINUSE",
+      );
+    } finally {
+      await first.close();
+    }
   });
 });

@@ -22,6 +22,9 @@ import { dirname, join, posix } from "node:path";
 import { strict as assert } from "node:assert";
 import { after, describe, test } from "node:test";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
+import { readAgentConfig } from "../src/agent/config-file.ts";
+import { parseAgentFlags, resolveAgentOptions } from "../src/agent/options.ts";
+import type { AgentFlags } from "../src/agent/options.ts";
 import { DATA_DIR_FILES, loadOrCreateAuthority } from "../src/ca/authority.ts";
 import { parseConfig } from "../src/config/config.ts";
 import type { ServiceConfig } from "../src/config/config.ts";
@@ -458,6 +461,184 @@ describe("the agent Deployment joins this kube-join", () => {
     assert.ok(readers.length > 0, "a workload container shares the identity");
     for (const c of readers) {
       assert.equal(c.volumeMounts?.find((m) => m.name === mount.name)?.readOnly, true);
+    }
+  });
+});
+
+describe("the Teleport guide's manifests (deploy/kubernetes/guide/)", () => {
+  const GUIDE_DIR = new URL("deploy/kubernetes/guide/", ROOT);
+  const guideFiles = readdirSync(GUIDE_DIR)
+    .filter((f) => f.endsWith(".yaml"))
+    .sort();
+  const guide: Manifest[] = guideFiles.flatMap((file) =>
+    parseAllDocuments(readFileSync(new URL(file, GUIDE_DIR), "utf8")).map((doc, i) => {
+      assert.deepEqual(
+        doc.errors.map((e) => e.message),
+        [],
+        `${file}: document ${i + 1} does not parse`,
+      );
+      return { ...(doc.toJS() as Omit<Manifest, "file">), file };
+    }),
+  );
+  const inGuide = <T>(kind: string, name: string): T => {
+    const hit = guide.find((m) => m.kind === kind && m.metadata.name === name);
+    assert.ok(hit !== undefined, `no ${kind} ${name} in deploy/kubernetes/guide`);
+    return hit as unknown as T;
+  };
+  const tbot = inGuide<Deployment>("Deployment", "tbot");
+  const pod = tbot.spec.template.spec;
+  const tbotContainer = container(pod, "tbot");
+  const tbotConfigMap = inGuide<ConfigMap>("ConfigMap", "tbot-config");
+  const tbotYaml = tbotConfigMap.data["tbot.yaml"] ?? "";
+  const file = readAgentConfig("tbot.yaml", tbotYaml, () => assert.fail("no token file"), {
+    server: false,
+    token: false,
+    caFile: false,
+  });
+  const options = resolveAgentOptions(
+    parseAgentFlags(tbotContainer.args?.slice(1) ?? []) as AgentFlags,
+    file,
+    Object.fromEntries((tbotContainer.env ?? []).map((e) => [e.name, e.value])),
+  );
+  const consumer = inGuide<{ spec: PodSpec; metadata: Meta }>("Pod", "tsh");
+
+  test("the guide's four files, each a named object in default", () => {
+    assert.deepEqual(guideFiles, [
+      "k8s-deployment-config.yaml",
+      "k8s-deployment.yaml",
+      "k8s-identity-consumer.yaml",
+      "k8s-rbac.yaml",
+    ]);
+    for (const m of guide) {
+      assert.match(m.apiVersion, /^(v1|apps\/v1|rbac\.authorization\.k8s\.io\/v1)$/, m.kind);
+      assert.match(m.metadata.name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+      assert.equal(m.metadata.namespace, "default", `${m.kind} ${m.metadata.name}`);
+    }
+  });
+
+  test("one token name: example-bot, loaded by kube-join and admitting default:tbot", () => {
+    for (const f of guideFiles) {
+      assert.doesNotMatch(readFileSync(new URL(f, GUIDE_DIR), "utf8"), /bot-kubernetes/, f);
+    }
+    assert.equal(options.tokenName, "example-bot");
+    const token = resources.tokens.get(options.tokenName);
+    assert.ok(token !== undefined, "the token is in kube-join-config");
+    const spec = kubernetesSpecOf(token.join);
+    assert.ok(spec !== undefined, "a kubernetes token");
+    assert.ok(
+      matchAllowRule(spec.allow, {
+        namespace: tbot.metadata.namespace ?? "default",
+        serviceAccount: pod.serviceAccountName ?? "default",
+      }),
+    );
+  });
+
+  test("tbot.yaml: kube-join's Service over https, memory storage, the identity output to identity-output", () => {
+    assert.equal(options.server.protocol, "https:");
+    assert.equal(
+      options.server.hostname,
+      `${service.metadata.name}.${service.metadata.namespace}.svc`,
+    );
+    assert.equal(Number(options.server.port), config.listenAddr.port);
+    assert.deepEqual(options.storage, { type: "memory" });
+    assert.deepEqual(options.outputs, [
+      {
+        type: "identity",
+        destination: {
+          type: "kubernetes_secret",
+          name: "identity-output",
+          namespace: undefined,
+          labels: {},
+        },
+      },
+    ]);
+    assert.ok(options.caFile !== undefined, "onboarding.ca_path");
+    const { volume: ca } = sourceOf(pod, tbotContainer, options.caFile);
+    assert.equal(
+      ca.configMap?.name,
+      "kube-join-server-ca",
+      "the CA ConfigMap docs/operations.md creates",
+    );
+  });
+
+  test("the Deployment runs the kube-join image as `agent -c /config/tbot.yaml` with the ConfigMap there", () => {
+    assert.equal(dockerExec("ENTRYPOINT")[0], "kube-join");
+    assert.equal(tbotContainer.image, `kube-join:${packageVersion}`);
+    assert.deepEqual(tbotContainer.args, ["agent", "-c", "/config/tbot.yaml"]);
+    const mount = tbotContainer.volumeMounts?.find((m) => m.mountPath === "/config");
+    assert.equal(volume(pod, mount?.name ?? "").configMap?.name, tbotConfigMap.metadata.name);
+  });
+
+  test("the guide's projected token and env: audience = cluster name, KUBERNETES_TOKEN_PATH, POD_NAMESPACE", () => {
+    const source = volume(pod, "join-sa-token").projected?.sources[0]?.serviceAccountToken;
+    assert.deepEqual(source, {
+      path: "join-sa-token",
+      expirationSeconds: 600,
+      audience: config.clusterName,
+    });
+    const mount = tbotContainer.volumeMounts?.find((m) => m.name === "join-sa-token");
+    assert.equal(options.tokenPath, `${mount?.mountPath}/${source?.path}`);
+    const env = (tbotContainer.env ?? []) as Array<{
+      name: string;
+      valueFrom?: { fieldRef?: { fieldPath?: string } };
+    }>;
+    assert.equal(
+      env.find((e) => e.name === "POD_NAMESPACE")?.valueFrom?.fieldRef?.fieldPath,
+      "metadata.namespace",
+    );
+  });
+
+  test("RBAC: the ServiceAccount tbot may get, create and patch Secrets in its namespace", () => {
+    assert.equal(pod.serviceAccountName, "tbot");
+    inGuide("ServiceAccount", "tbot");
+    // The kubernetes_secret destination talks to the API with the pod's own token.
+    assert.notEqual(
+      (pod as { automountServiceAccountToken?: boolean }).automountServiceAccountToken,
+      false,
+    );
+    const binding = inGuide<{
+      subjects: { kind: string; name: string }[];
+      roleRef: { kind: string; name: string };
+    }>("RoleBinding", "tbot-secrets-admin");
+    assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: "tbot" }]);
+    const role = inGuide<{
+      rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[];
+    }>(binding.roleRef.kind, binding.roleRef.name);
+    for (const verb of ["get", "create", "patch"]) {
+      assert.ok(
+        role.rules.some(
+          (r) =>
+            r.apiGroups.includes("") &&
+            r.resources.includes("secrets") &&
+            (r.verbs.includes(verb) || r.verbs.includes("*")),
+        ),
+        verb,
+      );
+    }
+  });
+
+  test("step 5's consumer mounts the Secret the output writes and reads /identity-output/identity", () => {
+    const out = options.outputs[0]?.destination;
+    assert.equal(out?.type, "kubernetes_secret");
+    const secretVolume = consumer.spec.volumes?.find(
+      (v) => v.secret?.secretName === (out?.type === "kubernetes_secret" ? out.name : ""),
+    );
+    assert.ok(secretVolume !== undefined, "a volume of the Secret identity-output");
+    const c = consumer.spec.containers[0]!;
+    const mount = c.volumeMounts?.find((m) => m.name === secretVolume.name);
+    assert.equal(mount?.mountPath, "/identity-output");
+    assert.equal(mount?.readOnly, true);
+    assert.match((c.args ?? []).join(" "), /\/identity-output\/identity\b/);
+  });
+
+  test("both pods run as non-root with a read-only root file system, no privilege escalation", () => {
+    for (const p of [pod, consumer.spec]) {
+      assert.equal(p.securityContext?.runAsNonRoot, true);
+      for (const c of p.containers) {
+        assert.equal(c.securityContext?.readOnlyRootFilesystem, true, c.name);
+        assert.equal(c.securityContext?.allowPrivilegeEscalation, false, c.name);
+        assert.deepEqual(c.securityContext?.capabilities?.drop, ["ALL"], c.name);
+      }
     }
   });
 });

@@ -155,6 +155,67 @@ test("gauges and counters set by the service and the key source", async () => {
   }
 });
 
+test("capacity, readiness, CA expiry and last-reload gauges for the alerting rules", async () => {
+  const metrics = createMetrics();
+  const before = await metrics.render();
+  assert.equal(sample(before, "kube_join_ready"), 0, "not ready until the service says so");
+
+  metrics.setCacheCapacity(100_000);
+  metrics.setRateLimiterClients(12, 65_536);
+  const notAfter = new Date("2036-01-02T03:04:05.000Z");
+  metrics.setCaCertificateExpiry(notAfter);
+  metrics.setReady(true);
+  metrics.recordReload(true, NOW);
+  const good = await metrics.render();
+  const expect: [string, number][] = [
+    ["kube_join_verified_token_cache_capacity", 100_000],
+    ["kube_join_rate_limiter_clients", 12],
+    ["kube_join_rate_limiter_clients_capacity", 65_536],
+    ["kube_join_ca_certificate_expiry_timestamp_seconds", notAfter.getTime() / 1000],
+    ["kube_join_ready", 1],
+    ["kube_join_last_reload_successful", 1],
+  ];
+  for (const [name, value] of expect) assert.equal(sample(good, name), value, name);
+
+  metrics.recordReload(false, new Date(NOW.getTime() + 1000));
+  metrics.setReady(false);
+  const bad = await metrics.render();
+  assert.equal(sample(bad, "kube_join_last_reload_successful"), 0);
+  assert.equal(sample(bad, "kube_join_ready"), 0);
+  metrics.recordReload(true, new Date(NOW.getTime() + 2000));
+  assert.equal(sample(await metrics.render(), "kube_join_last_reload_successful"), 1);
+});
+
+test("latency and the key fetches of configured issuers have zero series before any event", async () => {
+  const metrics = createMetrics();
+  metrics.declareOidcIssuers(["https://oidc.example.com"]);
+  const text = await metrics.render();
+  const issuer = 'issuer="https://oidc.example.com"';
+  assert.equal(sample(text, "kube_join_oidc_key_fetches_total", `${issuer},result="success"`), 0);
+  assert.equal(sample(text, "kube_join_oidc_key_fetches_total", `${issuer},result="failure"`), 0);
+  assert.equal(sample(text, "kube_join_attempt_duration_seconds_count", 'result="success"'), 0);
+  assert.equal(sample(text, "kube_join_attempt_duration_seconds_count", 'result="failure"'), 0);
+  metrics.recordKeyFetch("https://oidc.example.com", true);
+  const after = await metrics.render();
+  assert.equal(sample(after, "kube_join_oidc_key_fetches_total", `${issuer},result="success"`), 1);
+});
+
+test("attemptCounts reads the attempts counter back, zero series left out", async () => {
+  const metrics = createMetrics();
+  assert.deepEqual(await metrics.attemptCounts(), []);
+  metrics.onJoin(success());
+  metrics.onJoin(success());
+  metrics.onJoin(failure("token_not_found"));
+  const counts = await metrics.attemptCounts();
+  assert.deepEqual(
+    [...counts].sort((a, b) => a.code.localeCompare(b.code)),
+    [
+      { result: "success", code: "ok", count: 2 },
+      { result: "failure", code: "token_not_found", count: 1 },
+    ],
+  );
+});
+
 test("state gauges are read at scrape time through onScrape hooks", async () => {
   const metrics = createMetrics();
   let entries = 3;
@@ -196,6 +257,10 @@ test("promtool check metrics finds nothing to report", { skip: promtool.skip }, 
   metrics.setResourcesLoaded({ bot: 1, token: 1 });
   metrics.recordKeyFetch("https://issuer.example.com", true);
   metrics.setKeySetAge("https://issuer.example.com", 1);
+  metrics.setCacheCapacity(100);
+  metrics.setRateLimiterClients(1, 10);
+  metrics.setCaCertificateExpiry(new Date("2036-01-02T03:04:05.000Z"));
+  metrics.setReady(true);
   const run = spawnSync(promtool.path, ["check", "metrics"], {
     input: await metrics.render(),
     encoding: "utf8",

@@ -8,7 +8,7 @@ export const AGENT_LOCAL_CODES = {
   token_unreadable: "The service-account token file is missing, unreadable or empty.",
   server_unreachable: "No HTTP answer: connection refused or reset, DNS, TLS handshake, timeout.",
   bad_response: "The server answered with something that is not a usable identity or error.",
-  write_failed: "The identity could not be written to the output directory.",
+  write_failed: "The identity could not be written to (or read from) a destination.",
   agent_internal: "An unexpected error in the agent itself (a bug); it keeps retrying.",
 } as const;
 

@@ -1,39 +1,38 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { JoinRequestWire, JoinResponseWire } from "../lib/join-wire.ts";
 import { AgentError } from "./agent-error.ts";
-
-/** The body of `POST /v1/join` (docs/agent.md, issue 4). */
-export interface JoinRequestBody {
-  readonly token: string;
-  readonly role: "Bot";
-  readonly id_token: string;
-  readonly public_tls_key: string;
-  readonly public_ssh_key: string;
-  readonly expires: string;
-}
-
-/** A 200 answer of `POST /v1/join`, shape-checked. */
-export interface JoinResponseBody {
-  readonly bot_name: string;
-  readonly user: string;
-  readonly expires: string;
-  readonly tls_cert: string;
-  readonly ssh_cert: string;
-  readonly tls_ca_certs: readonly string[];
-  readonly ssh_ca_keys: readonly string[];
-  readonly join_attrs: Readonly<Record<string, unknown>>;
-}
+import { connectTrusted } from "./ca-pins.ts";
+import { parseJoinResponse } from "./identity.ts";
 
 interface JoinTransport {
   readonly server: URL;
   /** PEM trust anchors for an https:// server; when set they replace the system CAs entirely. */
   readonly ca: string | undefined;
+  /** `sha256:<hex>` CA pins: when set, the chain is checked by `connectTrusted` instead. */
+  readonly caPins?: readonly string[];
   readonly timeoutMs: number;
   readonly signal?: AbortSignal;
 }
 
 const MAX_RESPONSE_BYTES = 1024 * 1024;
+
+/** OpenSSL's and Node's codes for a certificate the given anchors do not vouch for. */
+const TLS_VERIFY_CODES = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_NOT_YET_VALID",
+  "CERT_HAS_EXPIRED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
 
 /**
  * Sends one join request and returns the issued identity, or throws `AgentError` with the
@@ -42,8 +41,8 @@ const MAX_RESPONSE_BYTES = 1024 * 1024;
  */
 export async function postJoin(
   transport: JoinTransport,
-  body: JoinRequestBody,
-): Promise<JoinResponseBody> {
+  body: JoinRequestWire,
+): Promise<JoinResponseWire> {
   const { status, headers, text } = await send(transport, JSON.stringify(body));
   let parsed: unknown;
   try {
@@ -52,7 +51,7 @@ export async function postJoin(
     parsed = undefined;
   }
   if (status === 200) {
-    const identity = asJoinResponse(parsed);
+    const identity = parseJoinResponse(parsed);
     if (identity === undefined) {
       throw new AgentError(
         "bad_response",
@@ -88,7 +87,8 @@ function send(
 ): Promise<{ status: number; headers: IncomingMessage["headers"]; text: string }> {
   const url = new URL("/v1/join", transport.server);
   const secure = url.protocol === "https:";
-  const request = secure ? httpsRequest : httpRequest;
+  const pins = secure ? (transport.caPins ?? []) : [];
+  const request = secure && pins.length === 0 ? httpsRequest : httpRequest;
   // A deadline for the whole exchange, not http's idle `timeout`: a server (or proxy) that
   // trickles a byte now and then would otherwise hold the join, and the renewal loop behind it,
   // until the current identity expires.
@@ -100,21 +100,59 @@ function send(
       const reason = deadline.aborted
         ? new Error(`no complete answer within ${transport.timeoutMs} ms`)
         : err;
-      reject(new AgentError("server_unreachable", `${url.origin}: ${describe(reason)}`));
+      const untrusted = TLS_VERIFY_CODES.has(String((reason as NodeJS.ErrnoException).code));
+      reject(
+        new AgentError(
+          "server_unreachable",
+          untrusted
+            ? `${url.origin}: TLS: the server's certificate chain does not match ca_path (--ca-file): ${describe(reason)}`
+            : `${url.origin}: ${describe(reason)}`,
+        ),
+      );
     };
+    const transportOptions =
+      pins.length > 0
+        ? {
+            // node:http over a TLS socket that `connectTrusted` hands over only once the chain
+            // matched the CA file or a pin; no byte of the request goes out before that.
+            createConnection: (
+              _options: unknown,
+              oncreate: (err: Error | null, socket: Duplex) => void,
+            ): undefined => {
+              connectTrusted(
+                {
+                  host: url.hostname,
+                  port: Number(url.port || 443),
+                  ca: transport.ca,
+                  pins,
+                  signal,
+                },
+                (err, socket) => (err === null ? oncreate(null, socket!) : unreachable(err)),
+              );
+              return undefined;
+            },
+          }
+        : secure
+          ? // Only the given anchors: `ca` replaces Node's bundled roots, so a public CA can
+            // never vouch for a kube-join server.
+            { ca: transport.ca ?? [], rejectUnauthorized: true }
+          : {};
     const req = request(
-      url,
       {
+        // node:http for the pinned case too: its socket is already TLS.
+        protocol: secure && pins.length === 0 ? "https:" : "http:",
+        hostname: url.hostname.replace(/^\[|\]$/g, ""),
+        port: url.port || (secure ? 443 : 80),
+        path: url.pathname + url.search,
         method: "POST",
         headers: {
+          host: url.host,
           "content-type": "application/json",
           "content-length": Buffer.byteLength(payload),
           accept: "application/json",
         },
         signal,
-        // Only the given anchors: `ca` replaces Node's bundled roots, so a public CA can never
-        // vouch for a kube-join server.
-        ...(secure ? { ca: transport.ca ?? [], rejectUnauthorized: true } : {}),
+        ...transportOptions,
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -155,36 +193,4 @@ function parseRetryAfter(value: string | undefined): number | undefined {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function isStringArray(value: unknown): value is string[] {
-  return Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === "string");
-}
-
-function asJoinResponse(value: unknown): JoinResponseBody | undefined {
-  if (!isRecord(value)) return undefined;
-  const { bot_name, user, expires, tls_cert, ssh_cert, tls_ca_certs, ssh_ca_keys, join_attrs } =
-    value;
-  if (
-    typeof bot_name !== "string" ||
-    typeof user !== "string" ||
-    typeof expires !== "string" ||
-    typeof tls_cert !== "string" ||
-    typeof ssh_cert !== "string" ||
-    !isStringArray(tls_ca_certs) ||
-    !isStringArray(ssh_ca_keys) ||
-    (join_attrs !== undefined && !isRecord(join_attrs))
-  ) {
-    return undefined;
-  }
-  return {
-    bot_name,
-    user,
-    expires,
-    tls_cert,
-    ssh_cert,
-    tls_ca_certs,
-    ssh_ca_keys,
-    join_attrs: join_attrs ?? {},
-  };
 }

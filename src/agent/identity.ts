@@ -1,56 +1,84 @@
 import { X509Certificate } from "node:crypto";
+import type { JoinAttrsWire, JoinResponseWire } from "../lib/join-wire.ts";
 import { AgentError } from "./agent-error.ts";
-import type { JoinResponseBody } from "./client.ts";
 import type { AgentKey } from "./keys.ts";
 import { parseSshCertificate } from "./ssh-certificate.ts";
 
-/** `identity.json`: what a workload or an operator needs to know about the current set. */
-export interface IdentitySummary {
-  readonly bot: string;
+/**
+ * The server's answer after every check: what an output renders files from. Text fields are
+ * normalised (one trailing newline per PEM block or line), so every output writes the same bytes.
+ */
+export interface CheckedIdentity {
+  /** The key pair this join generated; both certificates certify its public half. */
+  readonly key: AgentKey;
+  readonly botName: string;
   readonly user: string;
   /** RFC 3339, as the server returned it. */
   readonly expires: string;
+  /** PEM, ending in a newline. */
+  readonly tlsCert: string;
+  /** PEM each, ending in a newline; one of them signs `tlsCert`. */
+  readonly tlsCaCerts: readonly string[];
+  /** The certificate line, ending in a newline. */
+  readonly sshCert: string;
+  /** authorized_keys lines of the SSH CA(s), trimmed, without newline. */
+  readonly sshCaKeys: readonly string[];
   /** Lowercase hex, as kube-join's audit line records it. */
-  readonly tls_serial: string;
+  readonly tlsSerial: string;
   /** Decimal, as `ssh-keygen -L` prints it. */
-  readonly ssh_serial: string;
-  readonly ssh_principals: readonly string[];
-  readonly renewed_at: string;
-  readonly join_attrs: Readonly<Record<string, unknown>>;
+  readonly sshSerial: string;
+  readonly sshPrincipals: readonly string[];
+  readonly joinAttrs: JoinAttrsWire;
+  /** When the agent checked (and so renewed) it. */
+  readonly checkedAt: Date;
 }
-
-/** File name -> contents and mode, for one complete identity set. */
-export interface IdentityFile {
-  readonly name: IdentityFileName;
-  readonly contents: string;
-  readonly mode: 0o600 | 0o644;
-}
-
-/** The files of a set; `identity.json` is always written last. */
-export const IDENTITY_FILE_NAMES = [
-  "tls.crt",
-  "tls.key",
-  "ca.pem",
-  "ssh_cert",
-  "ssh_key",
-  "ssh_known_ca",
-  "identity.json",
-] as const;
-
-export type IdentityFileName = (typeof IDENTITY_FILE_NAMES)[number];
 
 const SSH_PUBLIC_KEY_LINE = /^[a-z0-9@.-]+ [A-Za-z0-9+/]+=*( [^\r\n]*)?$/;
 
 /**
- * Checks that the server's answer certifies the key this join generated (TLS and SSH), that the
- * TLS certificate is signed by one of the returned CAs, and turns it into the files of the set.
- * Throws `AgentError("bad_response")` otherwise: a set is only written when it is usable.
+ * The shape of a 200 answer of `POST /v1/join`: every field of the wire contract present with its
+ * type, CA lists non-empty. Returns `undefined` for anything else (the caller reports
+ * `bad_response`). Unknown fields are ignored, as a newer server may send more.
  */
-export function buildIdentityFiles(
-  response: JoinResponseBody,
+export function parseJoinResponse(value: unknown): JoinResponseWire | undefined {
+  if (!isRecord(value)) return undefined;
+  const { bot_name, user, expires, tls_cert, ssh_cert, tls_ca_certs, ssh_ca_keys, join_attrs } =
+    value;
+  if (
+    typeof bot_name !== "string" ||
+    typeof user !== "string" ||
+    typeof expires !== "string" ||
+    typeof tls_cert !== "string" ||
+    typeof ssh_cert !== "string" ||
+    !isStringArray(tls_ca_certs) ||
+    !isStringArray(ssh_ca_keys) ||
+    (join_attrs !== undefined && !isRecord(join_attrs))
+  ) {
+    return undefined;
+  }
+  return {
+    bot_name,
+    user,
+    expires,
+    tls_cert,
+    ssh_cert,
+    tls_ca_certs,
+    ssh_ca_keys,
+    join_attrs: joinAttrsOf(join_attrs),
+  };
+}
+
+/**
+ * Checks that the server's answer certifies the key this join generated (TLS and SSH), that the
+ * TLS certificate is signed by one of the returned CAs, and that every field is usable. Throws
+ * `AgentError("bad_response")` otherwise: nothing is rendered, let alone written, from an answer
+ * that fails here.
+ */
+export function checkJoinResponse(
+  response: JoinResponseWire,
   key: AgentKey,
   now: Date,
-): { files: IdentityFile[]; summary: IdentitySummary } {
+): CheckedIdentity {
   const bad = (message: string): AgentError => new AgentError("bad_response", message);
 
   let cert: X509Certificate;
@@ -80,34 +108,41 @@ export function buildIdentityFiles(
   if (Number.isNaN(Date.parse(response.expires))) {
     throw bad("expires is not an RFC 3339 time");
   }
-
-  const summary: IdentitySummary = {
-    bot: response.bot_name,
+  return {
+    key,
+    botName: response.bot_name,
     user: response.user,
     expires: response.expires,
-    tls_serial: cert.serialNumber.toLowerCase(),
-    ssh_serial: ssh.serial.toString(10),
-    ssh_principals: ssh.principals,
-    renewed_at: now.toISOString(),
-    join_attrs: response.join_attrs,
+    // Re-encoded from what was parsed and checked, never the server's text as sent: anything
+    // around a PEM block or after the certificate's base64 (a second line, say an injected
+    // `@cert-authority` one) would otherwise be copied into the files, the identity file too.
+    tlsCert: pemOf(cert),
+    tlsCaCerts: cas.map(pemOf),
+    sshCert: `${ssh.keyType} ${response.ssh_cert.trim().split(/\s+/)[1]!}\n`,
+    sshCaKeys: response.ssh_ca_keys.map((k) => k.trim()),
+    tlsSerial: cert.serialNumber.toLowerCase(),
+    sshSerial: ssh.serial.toString(10),
+    sshPrincipals: ssh.principals,
+    joinAttrs: response.join_attrs,
+    checkedAt: now,
   };
-  const line = (text: string): string => (text.endsWith("\n") ? text : `${text}\n`);
-  const files: IdentityFile[] = [
-    { name: "tls.crt", contents: line(response.tls_cert.trim()), mode: 0o644 },
-    { name: "tls.key", contents: key.privateKeyPem, mode: 0o600 },
-    {
-      name: "ca.pem",
-      contents: response.tls_ca_certs.map((p) => line(p.trim())).join(""),
-      mode: 0o644,
-    },
-    { name: "ssh_cert", contents: line(response.ssh_cert.trim()), mode: 0o644 },
-    { name: "ssh_key", contents: key.sshPrivateKey, mode: 0o600 },
-    {
-      name: "ssh_known_ca",
-      contents: response.ssh_ca_keys.map((k) => `@cert-authority * ${k.trim()}\n`).join(""),
-      mode: 0o644,
-    },
-    { name: "identity.json", contents: `${JSON.stringify(summary, null, 2)}\n`, mode: 0o644 },
-  ];
-  return { files, summary };
+}
+
+function pemOf(cert: X509Certificate): string {
+  const pem = cert.toString();
+  return pem.endsWith("\n") ? pem : `${pem}\n`;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === "string");
+}
+
+/** Per-method attribute blocks; an entry that is not a mapping says nothing usable and is dropped. */
+function joinAttrsOf(value: Record<string, unknown> | undefined): JoinAttrsWire {
+  const entries = Object.entries(value ?? {}).filter(([, attrs]) => isRecord(attrs));
+  return Object.fromEntries(entries) as JoinAttrsWire;
 }

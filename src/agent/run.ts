@@ -1,13 +1,17 @@
 import { readFile } from "node:fs/promises";
+import type { JoinRequestWire, JoinResponseWire } from "../lib/join-wire.ts";
 import { AgentError } from "./agent-error.ts";
 import { backoffDelay } from "./backoff.ts";
-import type { JoinRequestBody, JoinResponseBody } from "./client.ts";
-import { buildIdentityFiles } from "./identity.ts";
-import type { IdentitySummary } from "./identity.ts";
+import type { Destination } from "./destinations/destination.ts";
+import type { IdentityFs } from "./destinations/directory.ts";
+import { describeDestination, openDestination } from "./destinations/open.ts";
+import { checkJoinResponse } from "./identity.ts";
 import type { AgentKey } from "./keys.ts";
 import type { AgentOptions } from "./options.ts";
-import { readCurrentIdentity, writeIdentitySet } from "./store.ts";
-import type { IdentityFs } from "./store.ts";
+import { outputOf } from "./outputs/index.ts";
+import type { Output } from "./outputs/output.ts";
+import { nativeSummary, readNativeSummary, renderNativeFiles } from "./outputs/native.ts";
+import type { IdentitySummary } from "./outputs/native.ts";
 
 /** One structured log line; the command writes it as JSON on stderr. */
 export interface AgentLogRecord {
@@ -27,9 +31,26 @@ export interface AgentDeps {
   readonly log: (record: AgentLogRecord) => void;
   readonly generateKey: () => Promise<AgentKey>;
   /** Sends `POST /v1/join`; throws `AgentError` with the server's code on a refusal. */
-  readonly join: (body: JoinRequestBody, signal: AbortSignal) => Promise<JoinResponseBody>;
+  readonly join: (body: JoinRequestWire, signal: AbortSignal) => Promise<JoinResponseWire>;
   readonly readToken?: (path: string) => Promise<string>;
   readonly fs?: IdentityFs;
+  /** For `kubernetes_secret` destinations (`POD_NAMESPACE`, `KUBECONFIG`, ...). */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Told the identity in use at start and after every join attempt (the diag endpoint). */
+  readonly observe?: (event: AgentObservation) => void;
+}
+
+/** What the agent tells `observe`: the outcome of a join, and the identity in use after it. */
+export interface AgentObservation {
+  readonly outcome: "start" | "success" | "failure";
+  /** RFC 3339 expiry of the identity in use, if any. */
+  readonly identityExpires: string | undefined;
+}
+
+/** Where each join's identity goes: the agent's storage (native files) and each output. */
+interface Plan {
+  readonly storage: Destination;
+  readonly outputs: ReadonlyArray<{ readonly output: Output; readonly destination: Destination }>;
 }
 
 /**
@@ -40,6 +61,7 @@ export interface AgentDeps {
 async function joinOnce(
   options: AgentOptions,
   deps: AgentDeps,
+  plan: Plan,
   signal: AbortSignal,
 ): Promise<IdentitySummary> {
   const idToken = await readServiceAccountToken(options.tokenPath, deps.readToken);
@@ -56,20 +78,17 @@ async function joinOnce(
     },
     signal,
   );
-  const now = deps.now();
-  const { files, summary } = buildIdentityFiles(response, key, now);
-  await writeIdentitySet(options.outputDir, files, {
-    now,
-    ...(deps.fs === undefined ? {} : { fs: deps.fs }),
-    warn: (message) =>
-      deps.log({
-        time: deps.now().toISOString(),
-        level: "warn",
-        msg: message,
-        event: "agent.write_cleanup",
-      }),
-  });
-  return summary;
+  const identity = checkJoinResponse(response, key, deps.now());
+  // Every set is rendered before the first write, so a render bug cannot leave outputs apart.
+  const sets = plan.outputs.map(({ output, destination }) => ({
+    set: output.render(identity),
+    destination,
+  }));
+  const stored = renderNativeFiles(identity);
+  for (const { set, destination } of sets) await destination.write(set);
+  // Storage last: what it holds was delivered to every output too.
+  await plan.storage.write(stored);
+  return nativeSummary(identity);
 }
 
 /**
@@ -85,13 +104,30 @@ export async function runAgent(
 ): Promise<number> {
   const log = (level: AgentLogRecord["level"], msg: string, fields: object): void =>
     deps.log({ time: deps.now().toISOString(), level, msg, ...fields });
-  let current = (await readCurrentIdentity(options.outputDir).catch(() => undefined))?.summary;
+  const context = {
+    now: deps.now,
+    ...(deps.fs === undefined ? {} : { fs: deps.fs }),
+    ...(deps.env === undefined ? {} : { env: deps.env }),
+    warn: (message: string) => log("warn", message, { event: "agent.write_cleanup" }),
+  };
+  // Opened before anything else: a destination that cannot be honoured is a usage error.
+  const plan: Plan = {
+    storage: openDestination(options.storage, context),
+    outputs: options.outputs.map((spec) => ({
+      output: outputOf(spec.type),
+      destination: openDestination(spec.destination, context),
+    })),
+  };
+  // What a previous run left, so a failed first join still knows whether an identity is valid.
+  let current = readNativeSummary(await plan.storage.read().catch(() => undefined));
+  deps.observe?.({ outcome: "start", identityExpires: current?.expires });
   let failures = 0;
   log("info", "agent starting", {
     event: "agent.start",
     server: options.server.origin,
     token: options.tokenName,
-    output: options.outputDir,
+    storage: describeDestination(options.storage),
+    outputs: options.outputs.map((o) => `${o.type} -> ${describeDestination(o.destination)}`),
     ttl_ms: options.ttlMs,
     renew_every_ms: options.renewEveryMs,
     oneshot: options.oneshot,
@@ -100,8 +136,9 @@ export async function runAgent(
 
   while (!signal.aborted) {
     try {
-      const summary = await joinOnce(options, deps, signal);
+      const summary = await joinOnce(options, deps, plan, signal);
       current = summary;
+      deps.observe?.({ outcome: "success", identityExpires: summary.expires });
       failures = 0;
       const remainingMs = Date.parse(summary.expires) - deps.now().getTime();
       const nextMs = Math.max(
@@ -124,6 +161,7 @@ export async function runAgent(
       if (signal.aborted) break;
       const error = asAgentError(err);
       failures += 1;
+      deps.observe?.({ outcome: "failure", identityExpires: current?.expires });
       const validForMs =
         current === undefined ? 0 : Date.parse(current.expires) - deps.now().getTime();
       const stillValid = validForMs > 0;

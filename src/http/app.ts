@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { INTERNAL_MESSAGE, JoinError } from "../errors.ts";
 import type { JoinRequest, JoinResult } from "../join/join.ts";
+import type { JoinRequestWire, JoinResponseWire } from "../lib/join-wire.ts";
 import { parseRfc3339 } from "../lib/rfc3339.ts";
 import { JSON_CONTENT_TYPE, sendError } from "./error-response.ts";
 import { parseJsonObject, readBody, requireJsonBody } from "../lib/json-body.ts";
@@ -202,7 +203,8 @@ export function readJoinRequest(body: unknown, remoteAddr: string): JoinRequest 
     throw new JoinError("bad_request", "the request body must be a JSON object");
   }
   const fields = body as Record<string, unknown>;
-  const read = (name: string, required: boolean): string | undefined => {
+  // Field names come from the wire contract the agent sends with, so neither side can drift.
+  const read = (name: keyof JoinRequestWire, required: boolean): string | undefined => {
     if (!Object.hasOwn(fields, name) || fields[name] === undefined) {
       if (required) throw new JoinError("bad_request", `the field "${name}" is required`);
       return undefined;
@@ -234,7 +236,7 @@ export function readJoinRequest(body: unknown, remoteAddr: string): JoinRequest 
 }
 
 /** The 200 body of `POST /v1/join`, shaped like Teleport's certificates response. */
-export function joinResponse(result: JoinResult): Record<string, unknown> {
+export function joinResponse(result: JoinResult): JoinResponseWire {
   return {
     bot_name: result.botName,
     user: result.user,

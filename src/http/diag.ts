@@ -1,6 +1,6 @@
 /**
- * The diagnostics listener (`diag_addr`): Prometheus metrics and the health probes Kubernetes
- * calls. Kept apart from the join listener so it can stay on a private address and so a flood of
+ * The diagnostics listener (`diag_addr`): Prometheus metrics, the health probes Kubernetes
+ * calls, and a status page for people (`src/http/status-page.ts`). Kept apart from the join listener so it can stay on a private address and so a flood of
  * joins (rate-limited) never hides the service's own numbers.
  */
 import express from "express";
@@ -8,6 +8,7 @@ import type { NextFunction, Request, Response } from "express";
 import type { Metrics } from "../metrics/metrics.ts";
 import { INTERNAL_MESSAGE } from "../errors.ts";
 import { sendError } from "./error-response.ts";
+import { renderStatusPage, STATUS_PAGE_HEADERS, type StatusPage } from "./status-page.ts";
 
 export interface DiagDeps {
   readonly metrics: Metrics;
@@ -15,10 +16,13 @@ export interface DiagDeps {
   readonly isReady: () => boolean;
   /** Receives unexpected errors (pino fits). Default: a JSON line on stderr. */
   readonly logger?: { error(details: { err: unknown }, message: string): void };
+  /** Builds the status page's content; without it, `/` and `/status` are `not_found`. */
+  readonly status?: () => Promise<StatusPage>;
 }
 
 /** Paths this app serves, each GET only (HEAD comes with GET). */
 const ROUTES = ["/metrics", "/healthz", "/readyz"];
+const STATUS_ROUTES = ["/", "/status"];
 
 /**
  * Builds the diagnostics app; the caller listens on it.
@@ -26,6 +30,7 @@ const ROUTES = ["/metrics", "/healthz", "/readyz"];
  * - `GET /metrics`: the exposition text of `deps.metrics`.
  * - `GET /healthz`: 200 `{"status":"ok"}` while the process runs.
  * - `GET /readyz`: 200 `{"status":"ready"}` once `isReady()`, else 503 `not_ready`.
+ * - `GET /` and `GET /status` (with `deps.status`): the HTML status page, under a strict CSP.
  * - anything else: `not_found` (404) or `method_not_allowed` (405), in the registry's shape.
  */
 export function createDiagApp(deps: DiagDeps): express.Express {
@@ -55,8 +60,20 @@ export function createDiagApp(deps: DiagDeps): express.Express {
     }
   });
 
+  const status = deps.status;
+  if (status !== undefined) {
+    app.get(STATUS_ROUTES, async (_req, res, next) => {
+      try {
+        const page = renderStatusPage(await status());
+        res.set(STATUS_PAGE_HEADERS).type("text/html; charset=utf-8").send(page);
+      } catch (err) {
+        next(err);
+      }
+    });
+  }
+
   app.use((req, res) => {
-    if (ROUTES.includes(req.path)) {
+    if (ROUTES.includes(req.path) || (status !== undefined && STATUS_ROUTES.includes(req.path))) {
       res.set("Allow", "GET, HEAD");
       sendError(res, "method_not_allowed", `${req.method} is not allowed here; use GET.`);
     } else {

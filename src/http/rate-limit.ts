@@ -31,6 +31,8 @@ export class RateLimiter {
   readonly #ratePerMs: number;
   readonly #burst: number;
   readonly #now: () => number;
+  /** The most client addresses tracked at once (`maxClients`). */
+  readonly capacity: number;
 
   constructor(options: RateLimitOptions) {
     for (const name of ["average", "periodMs", "burst"] as const) {
@@ -39,7 +41,8 @@ export class RateLimiter {
     this.#ratePerMs = options.average / options.periodMs;
     this.#burst = options.burst;
     this.#now = options.now ?? Date.now;
-    this.#buckets = new LRUCache({ max: options.maxClients ?? DEFAULT_MAX_CLIENTS });
+    this.capacity = options.maxClients ?? DEFAULT_MAX_CLIENTS;
+    this.#buckets = new LRUCache({ max: this.capacity });
   }
 
   /** Takes one token from `client`'s bucket, or says how long until one is available. */

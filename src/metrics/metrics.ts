@@ -29,6 +29,11 @@ export interface Metrics {
   setCacheEntries(n: number): void;
   /** Counts one fetch of an `oidc` token's issuer keys (discovery + JWKS) by result. */
   recordKeyFetch(issuer: string, ok: boolean): void;
+  /**
+   * Creates the (zero) key-fetch series of every issuer the loaded `oidc` tokens name, so the first
+   * fetch of a new issuer already shows in `increase()` (a series born at 1 shows no increase).
+   */
+  declareOidcIssuers(issuers: Iterable<string>): void;
   /** The age of the key set kube-join holds for an `oidc` issuer. */
   setKeySetAge(issuer: string, seconds: number): void;
   /**
@@ -36,6 +41,27 @@ export interface Metrics {
    * ages) are read when scraped instead of going stale between joins.
    */
   onScrape(refresh: () => void): void;
+  /** The bound on entries of the verified-token cache (config `cache.max_entries`). */
+  setCacheCapacity(n: number): void;
+  /** Client addresses the rate limiter tracks now, and the most it tracks before forgetting one. */
+  setRateLimiterClients(n: number, capacity: number): void;
+  /** When the CA certificate that signs bot certificates expires. */
+  setCaCertificateExpiry(notAfter: Date): void;
+  /** Whether the service can serve joins now (what `/readyz` answers). */
+  setReady(ready: boolean): void;
+  /**
+   * Join attempts counted since start, by result and code, zero counts left out: what the status
+   * page shows, read from the same counter Prometheus scrapes so the two never disagree.
+   */
+  attemptCounts(): Promise<ReadonlyArray<AttemptCount>>;
+}
+
+/** One series of `kube_join_attempts_total`. */
+export interface AttemptCount {
+  readonly result: "success" | "failure";
+  /** The error code of a failure, `ok` for a success. */
+  readonly code: string;
+  readonly count: number;
 }
 
 const PREFIX = "kube_join_";
@@ -137,15 +163,48 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const cacheCapacity = new Gauge({
+    name: `${PREFIX}verified_token_cache_capacity`,
+    help: "The most entries the verified-token cache holds (cache.max_entries).",
+    registers: [registry],
+  });
+  const rateLimiterClients = new Gauge({
+    name: `${PREFIX}rate_limiter_clients`,
+    help: "Client addresses the rate limiter tracks a bucket for.",
+    registers: [registry],
+  });
+  const rateLimiterCapacity = new Gauge({
+    name: `${PREFIX}rate_limiter_clients_capacity`,
+    help: "The most client addresses the rate limiter tracks; beyond it the least recent is forgotten.",
+    registers: [registry],
+  });
+  const caExpiry = new Gauge({
+    name: `${PREFIX}ca_certificate_expiry_timestamp_seconds`,
+    help: "Unix time when the CA certificate that signs bot certificates expires (notAfter).",
+    registers: [registry],
+  });
+  const ready = new Gauge({
+    name: `${PREFIX}ready`,
+    help: "1 when the service can serve joins (resources and CA loaded), else 0: what /readyz answers.",
+    registers: [registry],
+  });
+  const lastReloadOk = new Gauge({
+    name: `${PREFIX}last_reload_successful`,
+    help: "1 when the most recent load or reload of the resources succeeded, 0 when it failed.",
+    registers: [registry],
+  });
+
   // Series that exist from the start, so `rate()` and alerts see a zero instead of nothing.
   attempts.inc({ result: "success", code: SUCCESS_CODE }, 0);
   for (const code of ERROR_CODES) attempts.inc({ result: "failure", code }, 0);
   for (const type of ["tls", "ssh"]) certificates.inc({ type }, 0);
   for (const result of ["hit", "miss"]) cacheLookups.inc({ result }, 0);
   for (const result of ["success", "failure"]) reloads.inc({ result }, 0);
+  for (const result of ["success", "failure"]) duration.zero({ result });
   for (const kind of ["bot", "token"]) resources.set({ kind }, 0);
   cacheEntries.set(0);
   rateLimited.inc(0);
+  ready.set(0);
 
   const scrapeHooks: Array<() => void> = [];
 
@@ -174,6 +233,7 @@ export function createMetrics(): Metrics {
     onJoin,
     recordReload(ok, at) {
       reloads.inc({ result: ok ? "success" : "failure" });
+      lastReloadOk.set(ok ? 1 : 0);
       if (ok) lastReload.set(at.getTime() / 1000);
     },
     setResourcesLoaded(counts) {
@@ -189,8 +249,36 @@ export function createMetrics(): Metrics {
     recordKeyFetch(issuer, ok) {
       keyFetches.inc({ issuer, result: ok ? "success" : "failure" });
     },
+    declareOidcIssuers(issuers) {
+      for (const issuer of issuers) {
+        for (const result of ["success", "failure"]) keyFetches.inc({ issuer, result }, 0);
+      }
+    },
     setKeySetAge(issuer, seconds) {
       keySetAge.set({ issuer }, seconds);
+    },
+    setCacheCapacity(n) {
+      cacheCapacity.set(n);
+    },
+    setRateLimiterClients(n, capacity) {
+      rateLimiterClients.set(n);
+      rateLimiterCapacity.set(capacity);
+    },
+    setCaCertificateExpiry(notAfter) {
+      caExpiry.set(notAfter.getTime() / 1000);
+    },
+    setReady(isReady) {
+      ready.set(isReady ? 1 : 0);
+    },
+    async attemptCounts() {
+      const { values } = await attempts.get();
+      return values
+        .filter((v) => v.value > 0)
+        .map((v) => ({
+          result: v.labels.result === "success" ? ("success" as const) : ("failure" as const),
+          code: String(v.labels.code ?? ""),
+          count: v.value,
+        }));
     },
   };
 }

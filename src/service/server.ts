@@ -14,11 +14,22 @@ import { isLoopbackHost, type ListenAddress, type ServiceConfig } from "../confi
 import { ConfigError } from "../errors.ts";
 import { createJoinApp } from "../http/app.ts";
 import { createDiagApp } from "../http/diag.ts";
+import {
+  caSection,
+  describeCaCertificate,
+  joinCountsSection,
+  readinessSection,
+  reloadSection,
+  resourcesSection,
+  type ReloadRecord,
+  type StatusPage,
+} from "../http/status-page.ts";
 import { RateLimiter } from "../http/rate-limit.ts";
 import { JoinService } from "../join/join.ts";
 import { OidcKeySource, type OidcKeyLookup } from "../jwt/oidc.ts";
 import type { Logger } from "../log.ts";
 import type { VerifiedProof } from "../methods/join-method.ts";
+import { kubernetesSpecOf } from "../methods/kubernetes/method.ts";
 import { VerifiedTokenCache } from "../methods/verified-token-cache.ts";
 import { createMetrics, type Metrics } from "../metrics/metrics.ts";
 import { ResourceLoader } from "../resources/loader.ts";
@@ -90,6 +101,8 @@ interface ServiceParts {
   readonly diagServer: Server;
   /** Set when shutdown starts: the join listener then answers `Connection: close`. */
   readonly markShuttingDown: () => void;
+  /** Counts a load or reload and keeps it (and the last good one) for the status page. */
+  readonly recordReload: (record: ReloadRecord) => void;
   readonly closeAll: () => Promise<void>;
 }
 
@@ -100,7 +113,10 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
   const state = new ServiceState();
   const metrics = createMetrics();
   const audit: AuditLog = createAuditLog({ file: config.audit.file, logger: log });
+  const startedAt = new Date(now());
   const cache = new VerifiedTokenCache<VerifiedProof>({ maxEntries: config.cache.maxEntries, now });
+  const rateLimiter = new RateLimiter({ ...config.rateLimit, now });
+  metrics.setCacheCapacity(config.cache.maxEntries);
   const oidc = new OidcKeySource({
     extraCaFile: config.oidc.caFile,
     now,
@@ -112,6 +128,8 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
   const oidcKeys: OidcKeyLookup = (issuer, kid) => oidc.keysForIssuer(issuer, kid);
   metrics.onScrape(() => {
     metrics.setCacheEntries(cache.size);
+    metrics.setRateLimiterClients(rateLimiter.clients, rateLimiter.capacity);
+    metrics.setReady(state.ready);
     for (const [issuer, age] of oidc.keySetAges()) metrics.setKeySetAge(issuer, age);
   });
   const onInternalError = (err: unknown, context: { readonly stage: string }): void => {
@@ -131,13 +149,41 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
   const app = createJoinApp({
     joins,
     trusted: () => state.authority?.trusted(),
-    rateLimiter: new RateLimiter({ ...config.rateLimit, now }),
+    rateLimiter,
     trustProxy: config.trustProxy,
     onRateLimited: () => metrics.recordRateLimited(),
     onInternalError,
     isShuttingDown: () => shuttingDown,
   });
-  const diagApp = createDiagApp({ metrics, isReady: () => state.ready, logger: log });
+  // The last load or reload of the resources, and the last good one, for the status page.
+  let lastReload: ReloadRecord | undefined;
+  let lastGoodReload: ReloadRecord | undefined;
+  const recordReload = (record: ReloadRecord): void => {
+    lastReload = record;
+    if (record.ok) lastGoodReload = record;
+    metrics.recordReload(record.ok, record.at);
+  };
+  // The page's sections, in order; a new subsystem adds its own here.
+  const status = async (): Promise<StatusPage> => {
+    const at = new Date(now());
+    const notReady: string[] = [];
+    if (state.authority === undefined)
+      notReady.push("The certificate authority is not loaded yet.");
+    if (state.resources === undefined) notReady.push("The resources are not loaded yet.");
+    if (shuttingDown) notReady.push("Shutting down: requests in flight are finishing.");
+    return {
+      title: config.clusterName,
+      now: at,
+      sections: [
+        readinessSection({ ready: state.ready, reasons: notReady, startedAt }, at),
+        reloadSection(lastReload, lastGoodReload, at),
+        joinCountsSection(await metrics.attemptCounts(), startedAt),
+        resourcesSection(state.resources, at, new Map(oidc.keySetAges())),
+        caSection(state.authority?.trusted(), at),
+      ],
+    };
+  };
+  const diagApp = createDiagApp({ metrics, isReady: () => state.ready, logger: log, status });
 
   const tlsFiles = config.tls;
   const joinServer: Server | HttpsServer =
@@ -158,6 +204,7 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
     markShuttingDown: () => {
       shuttingDown = true;
     },
+    recordReload,
     closeAll: async () => {
       for (const server of servers) server.closeAllConnections();
       await Promise.all(
@@ -207,11 +254,21 @@ async function loadAndWatch(
     },
   });
   state.setAuthority(authority);
+  const signingCa = authority.trusted().tlsCaCerts[0];
+  if (signingCa !== undefined) {
+    metrics.setCaCertificateExpiry(describeCaCertificate(signingCa).notAfter);
+  }
 
-  const applyResources = (resources: ResourceSet, at: Date): void => {
+  const applyResources = (resources: ResourceSet, at: Date, reason: string): void => {
     state.setResources(resources);
-    metrics.recordReload(true, at);
+    parts.recordReload({ at, ok: true, reason, problems: [] });
     metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
+    metrics.declareOidcIssuers(
+      [...resources.tokens.values()].flatMap((t) => {
+        const spec = kubernetesSpecOf(t.join);
+        return spec?.type === "oidc" ? [spec.issuer] : [];
+      }),
+    );
     for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
   };
   // Parsing runs in worker threads: every core at start-up (nothing is served yet), one for a
@@ -226,7 +283,7 @@ async function loadAndWatch(
     loader.close();
     throw err;
   }
-  applyResources(initial, new Date(now()));
+  applyResources(initial, new Date(now()), "start-up");
 
   const reloader = new ResourceReloader({
     paths: config.resources,
@@ -234,7 +291,7 @@ async function loadAndWatch(
     onReload: (outcome: ReloadOutcome) => {
       const at = new Date(now());
       if (outcome.ok) {
-        applyResources(outcome.resources, at);
+        applyResources(outcome.resources, at, outcome.reason);
         log.info(
           {
             reason: outcome.reason,
@@ -248,9 +305,10 @@ async function loadAndWatch(
         );
         return;
       }
-      metrics.recordReload(false, at);
+      const problems = problemsOf(outcome.error);
+      parts.recordReload({ at, ok: false, reason: outcome.reason, problems });
       log.error(
-        { reason: outcome.reason, problems: problemsOf(outcome.error) },
+        { reason: outcome.reason, problems },
         "resource reload failed; the previous resources keep serving",
       );
     },

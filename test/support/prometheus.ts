@@ -31,6 +31,8 @@ export interface PrometheusServer {
 export interface PrometheusOptions {
   /** `host:port` of each /metrics endpoint to scrape, as job `kube-join`. */
   readonly targets: readonly string[];
+  /** Rule files to load (`rule_files:`), evaluated every second. */
+  readonly ruleFiles?: readonly string[];
   /** How long to wait for the server to become ready. Default 20 s. */
   readonly startTimeoutMs?: number;
 }
@@ -67,6 +69,7 @@ export async function startPrometheus(
     JSON.stringify({
       global: { scrape_interval: "1s", scrape_timeout: "1s", evaluation_interval: "1s" },
       scrape_configs: [{ job_name: "kube-join", static_configs: [{ targets: options.targets }] }],
+      ...(options.ruleFiles === undefined ? {} : { rule_files: options.ruleFiles }),
     }),
   );
   const port = await freePort();

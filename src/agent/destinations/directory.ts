@@ -1,9 +1,8 @@
 import * as nodeFs from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { AgentError } from "./agent-error.ts";
-import { IDENTITY_FILE_NAMES } from "./identity.ts";
-import type { IdentityFile, IdentitySummary } from "./identity.ts";
+import { AgentError } from "../agent-error.ts";
+import type { Destination, FileSet, SetFile } from "./destination.ts";
 
 /** The file-system calls the store makes; injectable so a test can fail one of them. */
 export type IdentityFs = Pick<
@@ -15,16 +14,18 @@ export type IdentityFs = Pick<
 const CURRENT_LINK = "current";
 const GENERATION_PREFIX = "gen-";
 const STAGING_PREFIX = ".staging-";
+const SET_FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 /**
  * Writes one identity set so that no reader ever sees a half-written or mixed set:
  *
- * 1. every file goes into a fresh staging directory inside `dir` (same file system), each
- *    fsynced, with its mode set explicitly (`tls.key`, `ssh_key`: 0600), `identity.json` last;
+ * 1. every file goes into a fresh staging directory inside `dir` (same file system), in the set's
+ *    order (an output puts the file that marks a set complete last: `identity.json`), each
+ *    fsynced, with its mode set explicitly (private keys: 0600);
  * 2. the staging directory is fsynced and renamed to an immutable `gen-<time>-<random>`;
  * 3. a new `current` symlink pointing at it replaces the old one with `rename(2)`, which is
  *    atomic: `current` names the old complete set or the new complete set, never anything else;
- * 4. `dir/<file>` convenience links (`tls.crt -> current/tls.crt`, ...) are created once;
+ * 4. `dir/<file>` convenience links (`tls.crt -> current/tls.crt`, ...) are created once per name;
  * 5. generations other than the new one and the one it replaced are removed, so a reader that
  *    resolved `current` just before the swap can still finish reading its set.
  *
@@ -35,7 +36,7 @@ const STAGING_PREFIX = ".staging-";
  */
 export async function writeIdentitySet(
   dir: string,
-  files: readonly IdentityFile[],
+  set: FileSet,
   options: {
     now: Date;
     fs?: IdentityFs;
@@ -44,9 +45,12 @@ export async function writeIdentitySet(
   },
 ): Promise<string> {
   const fs = options.fs ?? nodeFs;
-  const ordered = [...files].sort(
-    (a, b) => IDENTITY_FILE_NAMES.indexOf(a.name) - IDENTITY_FILE_NAMES.indexOf(b.name),
-  );
+  for (const name of set.keys()) {
+    // A name is one path component of ours: never `..`, a slash, or one of our own entries.
+    if (!SET_FILE_NAME.test(name) || name === CURRENT_LINK || name.startsWith(GENERATION_PREFIX)) {
+      throw new TypeError(`writeIdentitySet: ${JSON.stringify(name)} is not a file name for a set`);
+    }
+  }
   let staging: string | undefined;
   let generation: string | undefined;
   let previous: string | undefined;
@@ -56,8 +60,8 @@ export async function writeIdentitySet(
     staging = await fs.mkdtemp(join(dir, STAGING_PREFIX));
     // mkdtemp makes it 0700; certificates are public, and the keys carry their own 0600.
     await fs.chmod(staging, 0o755);
-    for (const file of ordered) {
-      await writeFileDurably(fs, join(staging, file.name), file.contents, file.mode);
+    for (const [name, file] of set) {
+      await writeFileDurably(fs, join(staging, name), file.contents, file.mode);
     }
     await fsyncDirectory(fs, staging);
     const stamp = options.now.toISOString().replace(/[-:.]/g, "");
@@ -82,7 +86,9 @@ export async function writeIdentitySet(
   const warn = (step: string) => (err: unknown) =>
     options.warn?.(`identity written, but ${step} failed in ${dir}: ${describe(err)}`);
   await fsyncDirectory(fs, dir).catch(warn("fsync of the directory"));
-  await ensureConvenienceLinks(fs, dir).catch(warn("updating the convenience links"));
+  await ensureConvenienceLinks(fs, dir, [...set.keys()]).catch(
+    warn("updating the convenience links"),
+  );
   await prune(fs, dir, new Set([generation, ...(previous === undefined ? [] : [previous])])).catch(
     warn("removing old generations"),
   );
@@ -95,19 +101,55 @@ function describe(err: unknown): string {
 }
 
 /**
- * Reads the current set's `identity.json` the way a workload should: resolve `current` once,
- * then read from the generation directory it names. Returns `undefined` when there is none.
+ * Reads the current set the way a workload should: resolve `current` once, then read every file
+ * from the generation directory it names. Returns `undefined` when there is none.
  */
-export async function readCurrentIdentity(
+export async function readCurrentSet(
   dir: string,
-): Promise<{ directory: string; summary: IdentitySummary } | undefined> {
+): Promise<{ directory: string; set: FileSet } | undefined> {
   const target = await currentTarget(nodeFs, dir);
   if (target === undefined) return undefined;
   const directory = join(dir, target);
-  const summary = JSON.parse(
-    await nodeFs.readFile(join(directory, "identity.json"), "utf8"),
-  ) as IdentitySummary;
-  return { directory, summary };
+  const set = new Map<string, SetFile>();
+  for (const name of (await nodeFs.readdir(directory)).sort()) {
+    const path = join(directory, name);
+    const [contents, stat] = await Promise.all([nodeFs.readFile(path), nodeFs.stat(path)]);
+    set.set(name, { contents, mode: (stat.mode & 0o077) === 0 ? 0o600 : 0o644 });
+  }
+  return { directory, set };
+}
+
+/**
+ * The `directory` destination: `path` holds a `current` symlink to an immutable generation
+ * directory per write (`writeIdentitySet`), and a convenience link per file name.
+ */
+export function createDirectoryDestination(options: {
+  readonly path: string;
+  readonly now: () => Date;
+  readonly fs?: IdentityFs;
+  /** Told about failures after the swap, which do not fail the write. */
+  readonly warn?: (message: string) => void;
+}): Destination {
+  return {
+    description: `directory ${options.path}`,
+    async write(set) {
+      await writeIdentitySet(options.path, set, {
+        now: options.now(),
+        ...(options.fs === undefined ? {} : { fs: options.fs }),
+        ...(options.warn === undefined ? {} : { warn: options.warn }),
+      });
+    },
+    async read() {
+      try {
+        return (await readCurrentSet(options.path))?.set;
+      } catch (err) {
+        throw new AgentError(
+          "write_failed",
+          `reading the identity in ${options.path}: ${describe(err)}`,
+        );
+      }
+    },
+  };
 }
 
 async function currentTarget(fs: IdentityFs, dir: string): Promise<string | undefined> {
@@ -122,13 +164,13 @@ async function currentTarget(fs: IdentityFs, dir: string): Promise<string | unde
 async function writeFileDurably(
   fs: IdentityFs,
   path: string,
-  contents: string,
+  contents: Buffer,
   mode: number,
 ): Promise<void> {
   // "wx": a fresh file only, created with the final mode so a key is never briefly readable.
   const handle = await fs.open(path, "wx", mode);
   try {
-    await handle.writeFile(contents, "utf8");
+    await handle.writeFile(contents);
     await handle.chmod(mode); // the umask may have narrowed or the creation mode widened it
     await handle.sync();
   } finally {
@@ -161,8 +203,12 @@ async function replaceSymlink(
   }
 }
 
-async function ensureConvenienceLinks(fs: IdentityFs, dir: string): Promise<void> {
-  for (const name of IDENTITY_FILE_NAMES) {
+async function ensureConvenienceLinks(
+  fs: IdentityFs,
+  dir: string,
+  names: readonly string[],
+): Promise<void> {
+  for (const name of names) {
     const target = `${CURRENT_LINK}/${name}`;
     const existing = await fs.readlink(join(dir, name)).catch(noop);
     if (existing !== target) await replaceSymlink(fs, dir, name, target);
