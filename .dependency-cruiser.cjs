@@ -128,6 +128,20 @@ module.exports = {
       to: { path: "node_modules/prom-client" },
     },
     {
+      name: "database-clients-only-in-their-adapters",
+      comment: "pg only in the PostgreSQL adapter, better-sqlite3 only in the SQLite driver loader",
+      severity: "error",
+      from: { pathNot: "^src/store/(postgres-store|sqlite-driver)\\.ts$" },
+      to: { path: "node_modules/(pg|pg-[a-z-]+|better-sqlite3)/" },
+    },
+    {
+      name: "join-sees-only-the-store-ports",
+      comment: "the join pipeline depends on the ports in src/join/, never on an engine's adapter",
+      severity: "error",
+      from: { path: "^src/(join|http|ca|resources|methods)/" },
+      to: { path: "^src/store/" },
+    },
+    {
       name: "no-circular",
       severity: "error",
       from: {},

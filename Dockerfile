@@ -15,11 +15,13 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-# Stage 2: production dependencies only, resolved from the same lock file.
+# Stage 2: production dependencies only, resolved from the same lock file. --omit=optional leaves
+# out better-sqlite3, which only Node 20 needs: Node 26 has SQLite built in (node:sqlite), so the
+# image needs no compiler and ships no native module.
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 # Stage 3: the runtime image: compiled JavaScript, production node_modules, the launcher.
 FROM ${NODE_IMAGE} AS runtime
@@ -30,7 +32,8 @@ COPY --from=build /src/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 # Mount points: config and resources (read-only, e.g. a ConfigMap), data directory (generated CA
-# keys when no `ca:` files are configured: keep it, or every restart makes a new CA).
+# keys when no `ca:` files are configured, and the SQLite store when no other store is
+# configured: keep it, or every restart makes a new CA and forgets instances and locks).
 RUN chmod 0755 /app/bin/kube-join.js \
   && ln -s /app/bin/kube-join.js /usr/local/bin/kube-join \
   && mkdir -p /etc/kube-join /var/lib/kube-join \

@@ -15,6 +15,8 @@ declare module "autocannon" {
     readonly timeouts: number;
     readonly non2xx: number;
     readonly "2xx": number;
+    /** Responses by status code. */
+    readonly statusCodeStats?: Readonly<Record<string, { readonly count: number }>>;
   }
   interface RequestSpec {
     method?: string;

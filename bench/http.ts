@@ -15,7 +15,7 @@ import { round, type BenchRow } from "./measure.ts";
 import { quantile, type PacedOptions, type PacedResultJson } from "./paced-client.ts";
 import { cpuSeconds, freePort, rssMiB, run, spawnUntil, type Spawned } from "./processes.ts";
 
-const CLUSTER = "bench.example.com";
+export const CLUSTER = "bench.example.com";
 const ROOT = new URL("..", import.meta.url).pathname;
 const CONNECTIONS = 16;
 /** Many keep-alive clients each joining now and then, as a fleet of bots would. */
@@ -23,13 +23,17 @@ const PACED_CONNECTIONS = 16;
 const WARM_UP_SECONDS = 4;
 
 /** A join request body, ready to send. */
-type Body = string;
+export type Body = string;
 
 /**
  * Join bodies: each with its own JWT (distinct pod uid and jti) and its own TLS and SSH public
  * keys, or all sharing one JWT (`repeatJwt`) so the verified-token cache answers.
  */
-async function makeBodies(cluster: ClusterKey, count: number, repeatJwt: boolean): Promise<Body[]> {
+export async function makeBodies(
+  cluster: ClusterKey,
+  count: number,
+  repeatJwt: boolean,
+): Promise<Body[]> {
   const now = Date.now();
   const claims = () =>
     serviceAccountClaims({ audience: CLUSTER, issuedAtMs: now, ttlSeconds: 1800 });
@@ -62,12 +66,12 @@ type Run = Result & { readonly seconds: number };
  * Request bodies and the position of the next one. Runs that share a pool never send a body
  * twice (until the pool wraps, which `makePool` sizes against).
  */
-interface Pool {
+export interface Pool {
   readonly bodies: readonly Body[];
   next: number;
 }
 
-function pool(bodies: readonly Body[]): Pool {
+export function pool(bodies: readonly Body[]): Pool {
   return { bodies, next: 0 };
 }
 
@@ -78,7 +82,7 @@ function takeBodies(from: Pool, count: number): Body[] {
   return taken;
 }
 
-async function fire(
+export async function fire(
   url: string,
   bodies: Pool,
   options: { amount?: number; duration?: number; ca?: string },
@@ -106,12 +110,21 @@ async function fire(
   return { ...result, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
 
-interface Started {
+export interface Started {
   readonly process: Spawned;
   readonly url: string;
 }
 
-async function startKubeJoin(dir: string, cluster: ClusterKey, tls: boolean): Promise<Started> {
+/** `serve` on the bench's bot and token; `extraConfig` lines go into its config (`store: ...`). */
+export async function startKubeJoin(
+  dir: string,
+  cluster: ClusterKey,
+  tls: boolean,
+  extraConfig: { readonly name: string; readonly lines: readonly string[] } = {
+    name: "",
+    lines: [],
+  },
+): Promise<Started> {
   writeFileSync(
     join(dir, "resources.yaml"),
     [
@@ -136,7 +149,7 @@ async function startKubeJoin(dir: string, cluster: ClusterKey, tls: boolean): Pr
       "",
     ].join("\n"),
   );
-  const configFile = join(dir, tls ? "config-tls.yaml" : "config.yaml");
+  const configFile = join(dir, `config${extraConfig.name}${tls ? "-tls" : ""}.yaml`);
   const port = await freePort();
   const diag = await freePort();
   writeFileSync(
@@ -152,6 +165,7 @@ async function startKubeJoin(dir: string, cluster: ClusterKey, tls: boolean): Pr
       "audit: {file: ./audit.log}",
       "log_level: warn",
       ...(tls ? ["tls: {cert_file: ./server.crt, key_file: ./server.key}"] : []),
+      ...extraConfig.lines,
       "",
     ].join("\n"),
   );
@@ -176,18 +190,18 @@ const PACED_ROUNDS = 5;
 const PACED_ROUND_SECONDS = 2;
 
 /** The paced rounds against one server. */
-interface Paced {
+export interface Paced {
   readonly rounds: Float64Array[];
   readonly fromWrite: Float64Array[];
   failed: number;
 }
 
-function newPaced(): Paced {
+export function newPaced(): Paced {
   return { rounds: [], fromWrite: [], failed: 0 };
 }
 
 /** One paced round, from a process of its own (bench/paced-client.ts says why). */
-async function pacedRound(
+export async function pacedRound(
   total: Paced,
   url: string,
   bodies: Pool,
@@ -230,11 +244,11 @@ function joined(rounds: readonly Float64Array[]): Float64Array {
  * echo controls have shown a 15 ms p99 in such a round) moves it less than it moves a p99 over all
  * rounds together, which the unit column shows next to the range.
  */
-function roundP99s(total: Paced): number[] {
+export function roundP99s(total: Paced): number[] {
   return total.rounds.map((r) => quantile(r, 0.99));
 }
 
-function pacedUnit(total: Paced): string {
+export function pacedUnit(total: Paced): string {
   const p99s = roundP99s(total);
   const all = joined(total.rounds);
   return (
@@ -246,7 +260,7 @@ function pacedUnit(total: Paced): string {
 }
 
 /** Sums over the alternating rounds of one kind of run. */
-interface Total {
+export interface Total {
   ok: number;
   failed: number;
   seconds: number;
@@ -255,11 +269,15 @@ interface Total {
   p99Max: number;
 }
 
-function newTotal(): Total {
+export function newTotal(): Total {
   return { ok: 0, failed: 0, seconds: 0, cpuSeconds: 0, p50s: [], p99Max: 0 };
 }
 
-async function measureRound(total: Total, pid: number, run: () => Promise<Run>): Promise<void> {
+export async function measureRound(
+  total: Total,
+  pid: number,
+  run: () => Promise<Run>,
+): Promise<void> {
   const cpuBefore = cpuSeconds(pid);
   const result = await run();
   total.cpuSeconds += cpuSeconds(pid) - cpuBefore;
@@ -270,7 +288,7 @@ async function measureRound(total: Total, pid: number, run: () => Promise<Run>):
   total.p99Max = Math.max(total.p99Max, result.latency.p99);
 }
 
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }

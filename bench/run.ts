@@ -8,9 +8,11 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { benchCertificates } from "./ca.ts";
 import { floorRows, measureFloors } from "./floors.ts";
+import { benchAmplification, benchSoak } from "./hostile.ts";
 import { benchHttp } from "./http.ts";
 import { round, type BenchRow } from "./measure.ts";
 import { benchScale } from "./scale.ts";
+import { benchStore } from "./store.ts";
 import { benchVerification } from "./verify.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -46,8 +48,18 @@ function print(rows: readonly BenchRow[]): void {
 }
 
 // `npm run bench -- http memory` runs only the named sections (floors, verification, ca, http,
-// memory, scale) and leaves bench/results.json alone; without names, everything runs and it is written.
-const SECTIONS = ["floors", "verification", "ca", "http", "memory", "scale"] as const;
+// store, memory, scale, amplification, soak) and leaves bench/results.json alone; without names, everything runs and it is written.
+const SECTIONS = [
+  "floors",
+  "verification",
+  "ca",
+  "http",
+  "store",
+  "memory",
+  "scale",
+  "amplification",
+  "soak",
+] as const;
 const only = process.argv.slice(2);
 for (const name of only) {
   if (!(SECTIONS as readonly string[]).includes(name)) {
@@ -78,8 +90,11 @@ await step("floors", "floors of this machine", () =>
 await step("verification", "verification", () => verification!.rows);
 await step("ca", "certificate issuance", () => benchCertificates());
 await step("http", "HTTP end to end", () => benchHttp());
+await step("store", "bot instances: in-memory vs SQLite vs PostgreSQL store", () => benchStore());
 await step("memory", "memory", () => memoryRows());
 await step("scale", "10 to 10,000 tokens: check, start, reload, memory", () => benchScale());
+await step("amplification", "CPU amplification by kid-less JWTs", () => benchAmplification());
+await step("soak", "soak and refusals (hostile load)", () => benchSoak());
 if (only.length > 0) process.exit(0);
 
 writeFileSync(

@@ -21,6 +21,15 @@ const COMMANDS: Readonly<Record<string, Command>> = {
       "serve [--config FILE]       run the join service (the demo configuration without --config)",
     load: () => import("./commands/serve.ts"),
   },
+  instances: {
+    summary:
+      "instances list|show ...     bot instances in the store (which pods hold certificates)",
+    load: () => import("./commands/instances.ts"),
+  },
+  lock: {
+    summary: "lock create|list|delete ... locks that refuse new certificates, on every serve",
+    load: () => import("./commands/lock.ts"),
+  },
   "demo-token": {
     summary:
       "demo-token [OPTIONS]        print a service-account JWT signed by the TEST-ONLY demo key",

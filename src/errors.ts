@@ -16,7 +16,7 @@ export const ERROR_REGISTRY = {
   ],
   jwt_signature_invalid: [
     401,
-    "No trusted key of the token's `kid` (or of the right type) verifies the signature.",
+    "No trusted key of the token's `kid` (or, without a kid, none of the first `max_keys_without_kid` keys of the right type) verifies the signature.",
   ],
   jwt_audience_mismatch: [401, "`aud` does not contain the cluster name kube-join expects."],
   jwt_issuer_mismatch: [401, "`iss` does not equal the issuer configured for an `oidc` token."],
@@ -49,6 +49,10 @@ export const ERROR_REGISTRY = {
     403,
     "No allow rule of the join token matches the token's service account.",
   ],
+  join_locked: [
+    403,
+    "A lock in force targets the bot, token, instance, service account or namespace; the message may carry the lock's own message.",
+  ],
   // Request shape and certificate parameters.
   bad_request: [400, "The body is not JSON, or a field is missing or of the wrong type."],
   invalid_public_key: [
@@ -66,6 +70,14 @@ export const ERROR_REGISTRY = {
   ],
   internal: [500, "An unexpected error; details are only in the server log."],
   not_ready: [503, "Resources or the certificate authority are not loaded yet."],
+  audit_unavailable: [
+    503,
+    "The audit trail cannot be written (full disk, I/O error, removed directory): no certificate is issued; retry after `Retry-After` seconds.",
+  ],
+  store_unavailable: [
+    503,
+    "The bot instance could not be recorded (the store is unreachable); nothing was issued. Retry after `Retry-After` seconds.",
+  ],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ErrorCode = keyof typeof ERROR_REGISTRY;

@@ -1,3 +1,6 @@
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { strict as assert } from "node:assert";
@@ -73,9 +76,11 @@ test("check summarizes a directory: logins, key ids, oidc issuers, globs, other 
     "    issuer: https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
     "    allow: namespace ci-*, name runner-? (glob)",
     '    join_method: github (loaded, but only "kubernetes" joins through kube-join)',
-    "Warnings (1):",
+    "Warnings (2):",
     `  ${join(VALID, "tokens.yaml")}:157:1: kind: "role" is not a kind kube-join uses: skipped`,
-    "OK: 2 bot(s) and 3 token(s) from 2 files, 1 warning(s)",
+    // The real EKS JWKS of the fixture publishes 13 RSA keys (EKS tokens always name their kid).
+    "  token eks-deployer: its static JWKS has 13 keys of one type, more than the 4 a JWT without a kid (kube < 1.16) is tried against (max_keys_without_kid): such a JWT signed by another of them gets jwt_signature_invalid",
+    "OK: 2 bot(s) and 3 token(s) from 2 files, 2 warning(s)",
   ]) {
     assert.ok(lines.includes(expected), `missing line ${JSON.stringify(expected)} in\n${stdout}`);
   }
@@ -116,13 +121,16 @@ test("check rejects the guide's template (# line in the jwks block), exit 1", as
 test("check usage: no path or an unknown option exits 2; --help exits 0", async () => {
   const none = await kubeJoin();
   assert.equal(none.code, 2);
-  assert.match(none.stderr, /^kube-join check: no PATH given\n\nUsage: kube-join check PATH\.\.\./);
+  assert.match(
+    none.stderr,
+    /^kube-join check: no PATH given\n\nUsage: kube-join check \[--max-keys-without-kid N\] PATH\.\.\./,
+  );
   const option = await kubeJoin("--strict", GUIDE);
   assert.equal(option.code, 2);
   assert.match(option.stderr, /unknown option "--strict"/);
   const help = await kubeJoin("--help");
   assert.equal(help.code, 0);
-  assert.match(help.stdout, /^Usage: kube-join check PATH\.\.\./);
+  assert.match(help.stdout, /^Usage: kube-join check \[--max-keys-without-kid N\] PATH\.\.\./);
 });
 
 test("check reports a missing path as a problem, exit 1", async () => {
@@ -158,4 +166,45 @@ test("the summary marks tokens already expired at the given time", () => {
     ),
     summary,
   );
+});
+
+test("check warns about a static JWKS with more keys than a kid-less JWT is tried against", async () => {
+  const keys = Array.from({ length: 5 }, (_, i) => {
+    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    return { ...publicKey.export({ format: "jwk" }), kid: `k${i}`, use: "sig", alg: "ES256" };
+  });
+  const text = [
+    "kind: bot",
+    "version: v1",
+    "metadata: {name: b}",
+    "spec: {roles: []}",
+    "---",
+    "kind: token",
+    "version: v2",
+    "metadata: {name: many-keys}",
+    "spec:",
+    "  roles: [Bot]",
+    "  bot_name: b",
+    "  join_method: kubernetes",
+    "  kubernetes:",
+    "    type: static_jwks",
+    `    static_jwks: {jwks: '${JSON.stringify({ keys })}'}`,
+    '    allow: [{service_account: "default:tbot"}]',
+  ].join("\n");
+  const set = parseResources([{ file: "t.yaml", text }]);
+  const warned = summarize(set, Date.UTC(2026, 0, 1));
+  assert.match(
+    warned,
+    /token many-keys: its static JWKS has 5 keys of one type, more than the 4 a JWT without a kid \(kube < 1\.16\) is tried against \(max_keys_without_kid\)/,
+  );
+  assert.match(warned, /, 1 warning\(s\)$/);
+  const raised = summarize(set, Date.UTC(2026, 0, 1), { maxKeysWithoutKid: 5 });
+  assert.doesNotMatch(raised, /Warnings/);
+
+  const dir = mkdtempSync(join(tmpdir(), "kube-join-check-"));
+  writeFileSync(join(dir, "t.yaml"), text);
+  const cli = await kubeJoin("--max-keys-without-kid", "3", join(dir, "t.yaml"));
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.match(cli.stdout, /more than the 3 a JWT without a kid/);
+  assert.equal((await kubeJoin("--max-keys-without-kid", "x", join(dir, "t.yaml"))).code, 2);
 });

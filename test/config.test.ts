@@ -49,9 +49,13 @@ test("a minimal config gets every default, with paths resolved against the confi
   assert.deepEqual(config.certs, { defaultTtlMs: 3_600_000, maxTtlMs: 86_400_000 });
   assert.deepEqual(config.rateLimit, { average: 120, periodMs: 60_000, burst: 480 });
   assert.deepEqual(config.cache, { maxEntries: 100_000 });
-  assert.deepEqual(config.audit, { file: undefined });
+  assert.deepEqual(config.audit, { file: undefined, onFailure: "refuse" });
   assert.equal(config.logLevel, "info");
   assert.equal(config.shutdownTimeoutMs, 10_000);
+  assert.equal(config.maxConnections, 512);
+  assert.equal(config.headersTimeoutMs, 10_000);
+  assert.equal(config.requestTimeoutMs, 30_000);
+  assert.equal(config.maxKeysWithoutKid, 4);
 });
 
 test("every key is read", () => {
@@ -104,7 +108,7 @@ shutdown_timeout: 2s
   assert.deepEqual(config.certs, { defaultTtlMs: 1_800_000, maxTtlMs: 43_200_000 });
   assert.deepEqual(config.rateLimit, { average: 60, periodMs: 30_000, burst: 100 });
   assert.deepEqual(config.cache, { maxEntries: 5000 });
-  assert.deepEqual(config.audit, { file: "/etc/kube-join/audit.log" });
+  assert.deepEqual(config.audit, { file: "/etc/kube-join/audit.log", onFailure: "refuse" });
   assert.equal(config.logLevel, "debug");
   assert.equal(config.shutdownTimeoutMs, 2000);
 });
@@ -262,6 +266,29 @@ test("bad configs stop start-up with file:line:col and the key path", async (t) 
       ],
     },
     {
+      name: "connection limits",
+      text: `${OK}headers_timeout: 500ms\nmax_connections: 0\n`,
+      expected: [
+        "kube-join.yaml:3:1: headers_timeout: must be at least 1s",
+        "kube-join.yaml:4:1: max_connections: must be a whole number of at least 1",
+      ],
+    },
+    {
+      name: "too many keys tried without a kid",
+      text: `${OK}max_keys_without_kid: 51\n`,
+      expected: ["kube-join.yaml:3:1: max_keys_without_kid: must be at most 50"],
+    },
+    {
+      name: "request timeout shorter than the headers timeout",
+      text: `${OK}headers_timeout: 20s\nrequest_timeout: 10s\n`,
+      expected: ["kube-join.yaml:4:1: request_timeout: must not be shorter than headers_timeout"],
+    },
+    {
+      name: "audit failure policy",
+      text: `${OK}audit: {on_failure: ignore}\n`,
+      expected: ["kube-join.yaml:3:9: audit.on_failure: must be one of: refuse, continue"],
+    },
+    {
       name: "CA key type",
       text: `${OK}ca: {tls_key_type: dsa}\n`,
       expected: [
@@ -331,7 +358,7 @@ test('an empty value (null or "") means the default, as in resources', () => {
   assert.deepEqual(config.listenAddr, { host: "127.0.0.1", port: 3025 });
   assert.equal(config.logLevel, "info");
   assert.equal(config.certs.defaultTtlMs, 3_600_000);
-  assert.deepEqual(config.audit, { file: undefined });
+  assert.deepEqual(config.audit, { file: undefined, onFailure: "refuse" });
   assert.deepEqual(config.rateLimit, { average: 120, periodMs: 60_000, burst: 480 });
 });
 
@@ -444,4 +471,57 @@ test("listen addresses", () => {
   assert.equal(isLoopbackHost("0.0.0.0"), false);
   assert.equal(isLoopbackHost("::"), false);
   assert.equal(isLoopbackHost("10.0.0.1"), false);
+});
+
+test("store: SQLite in data_dir by default; postgres and memory when asked", () => {
+  const min = "cluster_name: example.teleport.sh\nresources: [r]\n";
+  const config = parseConfig("/etc/kube-join/kube-join.yaml", min, BASE);
+  assert.deepEqual(config.store, {
+    backend: { engine: "sqlite", path: "/etc/kube-join/data/kube-join.db" },
+    instanceRetentionMs: 24 * 3_600_000,
+    lockPollIntervalMs: 2_000,
+  });
+  const pg = parseConfig(
+    "/etc/kube-join/kube-join.yaml",
+    `${min}store:\n  engine: postgres\n  postgres:\n    url_file: store/url\n    password_file: /run/pw\n  lock_poll_interval: 500ms\n`,
+    BASE,
+  );
+  assert.deepEqual(pg.store.backend, {
+    engine: "postgres",
+    url: undefined,
+    urlFile: "/etc/kube-join/store/url",
+    passwordFile: "/run/pw",
+    poolSize: 10,
+  });
+  assert.equal(pg.store.lockPollIntervalMs, 500);
+  const memory = parseConfig("k.yaml", `${min}store: {engine: memory}\n`, BASE);
+  assert.deepEqual(memory.store.backend, { engine: "memory" });
+});
+
+test("store: every mistake is named, and a password in the URL is refused without echoing it", () => {
+  const min = "cluster_name: example.teleport.sh\nresources: [r]\n";
+  const problems = problemsOf(
+    `${min}store:\n  engine: postgres\n  sqlite: {path: x.db}\n  postgres:\n    url: postgres://kube_join:hunter2@db:5432/kj\n    pool_size: 500\n  lock_poll_interval: 10s\n`,
+  );
+  assert.deepEqual(problems, [
+    "kube-join.yaml:5:3: store.sqlite: is set, but store.engine is postgres",
+    "kube-join.yaml:7:5: store.postgres.url: must not hold a password in the config: use password_file, url_file (a Secret) or PGPASSWORD",
+    "kube-join.yaml:8:5: store.postgres.pool_size: must be at most 100",
+    "kube-join.yaml:9:3: store.lock_poll_interval: must be between 100ms and 5s (a new lock must be enforced within 5 s)",
+  ]);
+  assert.ok(!problems.join("\n").includes("hunter2"));
+  assert.match(
+    problemsOf(`${min}store: {engine: mysql}\n`)[0] ?? "",
+    /store\.engine: must be one of: sqlite, postgres, memory/,
+  );
+  assert.match(
+    problemsOf(
+      `${min}store: {engine: postgres, postgres: {url: "postgres://db/kj", url_file: u}}\n`,
+    )[0] ?? "",
+    /store\.postgres\.url_file: give url or url_file, not both/,
+  );
+  assert.match(
+    problemsOf(`${min}store: {engine: postgres, postgres: {url: "mysql://db/kj"}}\n`)[0] ?? "",
+    /store\.postgres\.url: must start with postgres:\/\/ or postgresql:\/\//,
+  );
 });

@@ -20,7 +20,7 @@ import { Agent, get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
 import { dirname, join, posix } from "node:path";
 import { strict as assert } from "node:assert";
-import { after, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { readAgentConfig } from "../src/agent/config-file.ts";
 import { parseAgentFlags, resolveAgentOptions } from "../src/agent/options.ts";
@@ -35,6 +35,7 @@ import { matchAllowRule } from "../src/methods/kubernetes/allow-rules.ts";
 import { kubernetesSpecOf } from "../src/methods/kubernetes/method.ts";
 import { startJoinService } from "../src/service/server.ts";
 import { createTestCa, issueServerCertificate } from "./support/https-issuer.ts";
+import { POSTGRES, startPostgres, type PostgresCluster } from "./support/postgres.ts";
 import { systemTool } from "./support/system-tools.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -773,6 +774,14 @@ describe("the manifests' config serves, with files laid out as the pod mounts th
   const install = systemTool("install", "coreutils");
   const root = mkdtempSync(join(tmpdir(), "kube-join-deploy-"));
   after(() => rmSync(root, { recursive: true, force: true }));
+  // The store Secret's URL points at a throwaway real PostgreSQL, as the operator's would.
+  let postgres: PostgresCluster | undefined;
+  before(async () => {
+    if (POSTGRES.skip === false) postgres = await startPostgres();
+  });
+  after(async () => {
+    await postgres?.destroy();
+  });
   /** A path of the pod, inside this test's directory. */
   const local = (path: string) => join(root, path);
   const localConfig = (text: string) =>
@@ -814,6 +823,11 @@ describe("the manifests' config serves, with files laid out as the pod mounts th
       chmodSync(local(`${secretMount}/${name}`), 0o440);
     }
     mkdirSync(local(mountOf(serverContainer, "data")), { recursive: true });
+    assert.ok(postgres !== undefined, "no PostgreSQL cluster");
+    const storeUrl = await postgres.createDatabase("kube_join_deploy");
+    const storeItem = volume(serverPod, "store").secret?.items?.find((i) => i.key === "url");
+    assert.ok(storeItem !== undefined, "the store Secret provides url");
+    write(local(`${mountOf(serverContainer, "store")}/${storeItem.path}`), storeUrl, 0o440);
     return { serverCaPem: serverCa.certPem };
   }
 
@@ -825,7 +839,7 @@ describe("the manifests' config serves, with files laid out as the pod mounts th
 
   test(
     "the init container's copy is what makes the CA keys loadable",
-    { skip: install.skip, timeout: 30_000 },
+    { skip: install.skip || POSTGRES.skip, timeout: 30_000 },
     async () => {
       const { serverCaPem } = await layOut();
       const configFile = local(flag(serverContainer.args ?? [], "--config"));

@@ -453,6 +453,30 @@ test("untrusted JWTs and keys get their codes over HTTP", async (t) => {
   assert.equal(events.length, cases.length, "one event per attempt");
 });
 
+test("answers given before the body is read close the connection", async () => {
+  const { app } = makeApp();
+  const refusals: Array<[request.Test, ErrorCode]> = [
+    [request(app).get("/"), "not_found"],
+    [request(app).put("/v1/join").send({}), "method_not_allowed"],
+    [
+      request(app).post("/v1/join").set("Content-Type", "text/plain").send("x"),
+      "unsupported_media_type",
+    ],
+    [
+      request(app)
+        .post("/v1/join")
+        .set("Content-Type", "application/json")
+        .send(JSON.stringify({ pad: "a".repeat(MAX_BODY_BYTES) })),
+      "payload_too_large",
+    ],
+  ];
+  for (const [req, code] of refusals) {
+    const res = await req;
+    assertError(res, code);
+    assert.equal(res.headers["connection"], "close", code);
+  }
+});
+
 test("unknown routes get not_found; known routes with the wrong method get method_not_allowed", async () => {
   const { app } = makeApp();
   assertError(await request(app).get("/"), "not_found");

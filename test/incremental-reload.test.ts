@@ -300,6 +300,38 @@ for (const workers of [0, 1]) {
       }
     });
 
+    test("a file with locks is parsed again on every load: a lock's expiry is read against the load's time", async () => {
+      const dir = resourcesDir();
+      const lockFile = join(dir, "30-locks.yaml");
+      writeFileSync(
+        lockFile,
+        `kind: lock
+version: v2
+metadata:
+  name: stop-a1
+spec:
+  target:
+    join_token: a1
+  expires: "2026-01-15T12:00:30Z"
+`,
+      );
+      const loader = new ResourceLoader();
+      try {
+        const before = await loader.load([dir], { workers, nowMs: TEST_NOW_MS });
+        assert.ok(before.locks.has("stop-a1"));
+        assert.deepEqual(before.warnings, []);
+        const after = await loader.load([dir], { workers, nowMs: TEST_NOW_MS + 60_000 });
+        assert.equal(loader.lastLoad?.parsed, 1, "the lock file, though its bytes did not change");
+        assert.equal(after.tokens.get("a1"), before.tokens.get("a1"), "the other files are reused");
+        assert.equal(after.warnings.length, 1);
+        assert.match(after.warnings[0]!, /30-locks\.yaml:\d+:\d+: spec\.expires: has passed/);
+        const full = await loadResources([dir]);
+        assert.deepEqual([...after.locks.keys()], [...full.locks.keys()]);
+      } finally {
+        loader.close();
+      }
+    });
+
     test("checks across files hold when the file that breaks them did not change", async () => {
       const dir = resourcesDir();
       const loader = new ResourceLoader();

@@ -1,9 +1,11 @@
 import { strict as assert } from "node:assert";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { createWriteStream, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, test } from "node:test";
+import { Writable } from "node:stream";
+import { openAuditTrail } from "../src/audit/audit.ts";
 import { loadOrCreateAuthority, type CertificateAuthority } from "../src/ca/authority.ts";
 import { JoinError, type ErrorCode } from "../src/errors.ts";
 import type { JoinAttempt } from "../src/join/events.ts";
@@ -111,6 +113,7 @@ function harness(
   options: {
     cache?: boolean;
     oidcKeys?: ConstructorParameters<typeof JoinService>[0]["oidcKeys"];
+    auditTrail?: ConstructorParameters<typeof JoinService>[0]["auditTrail"];
   } = {},
 ): Harness {
   let snapshot: JoinSnapshot | undefined = { resources, authority };
@@ -126,6 +129,7 @@ function harness(
       ? {}
       : { cache: new VerifiedTokenCache({ maxEntries: 100, now: () => now }) }),
     ...(options.oidcKeys === undefined ? {} : { oidcKeys: options.oidcKeys }),
+    ...(options.auditTrail === undefined ? {} : { auditTrail: options.auditTrail }),
     listeners: [(e) => events.push(e)],
     onInternalError: (err) => internalErrors.push(err),
   });
@@ -382,6 +386,45 @@ test("a throwing listener never fails the join", async () => {
   const result = await h.service.join(request());
   assert.equal(result.botName, "example");
   assert.equal(h.internalErrors.length, 1);
+});
+
+test("no certificate leaves without its audit line: audit_unavailable, reported as a failure", async () => {
+  // /dev/full refuses every write with ENOSPC: a real sink that cannot take the line.
+  const stream = createWriteStream("/dev/full");
+  const auditTrail = await openAuditTrail({
+    stream,
+    logger: { error: () => {}, warn: () => {}, info: () => {} },
+  });
+  const h = harness({ auditTrail });
+  const err = await rejection(h.service.join(request()));
+  assert.equal(err.code, "audit_unavailable");
+  assert.equal(h.events.length, 1);
+  assert.deepEqual(h.events[0]?.outcome, {
+    ok: false,
+    code: "audit_unavailable",
+    message: err.message,
+  });
+  // A refusal does not wait for its line, and is still refused with its own code.
+  assert.equal(
+    (await rejection(h.service.join(request({ tokenName: "nope" })))).code,
+    "token_not_found",
+  );
+  await auditTrail.close();
+  stream.destroy();
+
+  const lines: string[] = [];
+  const ok = await openAuditTrail({
+    stream: new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        lines.push(chunk.toString("utf8"));
+        cb();
+      },
+    }),
+  });
+  const good = harness({ auditTrail: ok });
+  const result = await good.service.join(request());
+  assert.match(lines.join(""), new RegExp(`"tls_serial":"${result.tlsSerial}"`));
+  await ok.close();
 });
 
 test("oidc tokens verify against the injected key source, issuer checked", async () => {

@@ -50,6 +50,13 @@ describe("parseJwks: rejected documents name every problem", () => {
       problem: /keys\[0\]: must be a JSON object/,
     },
     {
+      name: "more keys than any cluster publishes (refused before importing any)",
+      text: JSON.stringify({
+        keys: Array.from({ length: 101 }, (_, i) => ({ ...ec.jwk, kid: `k${i}` })),
+      }),
+      problem: /holds 101 keys; at most 100 are accepted/,
+    },
+    {
       name: "duplicate kid",
       text: jwksOf(rsa, { ...ec.jwk, kid: rsa.kid }),
       problem: /keys\[1\]\.kid: duplicate kid .*keys\[0\]/,

@@ -9,7 +9,7 @@ import { ResourceReloader, type ReloadOutcome } from "../src/service/reloader.ts
 import { ServiceState } from "../src/service/state.ts";
 
 function emptySet(files: readonly string[] = []): ResourceSet {
-  return { bots: new Map(), tokens: new Map(), warnings: [], files };
+  return { bots: new Map(), tokens: new Map(), locks: new Map(), warnings: [], files };
 }
 
 /** Collects outcomes; `count(n)` resolves once n have been reported (fails after 10 s). */

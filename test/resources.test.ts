@@ -614,7 +614,7 @@ const TOKEN_CASES: { name: string; text: string; problems: (string | RegExp)[] }
   {
     name: "kind missing",
     text: edit(TOKEN, ["kind: token\n", ""]),
-    problems: ['tokens.yaml:1:1: kind: must be set ("bot" or "token")'],
+    problems: ['tokens.yaml:1:1: kind: must be set ("bot", "token" or "lock")'],
   },
   {
     name: "kind in the wrong case",

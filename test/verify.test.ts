@@ -28,7 +28,7 @@ const expected: ExpectedClaims = { audience: TEST_AUDIENCE };
 /** Runs the verifier and returns the JoinError it throws (fails the test if it returns). */
 function rejection(
   jwt: string,
-  options: { keys?: typeof keySet; expect?: ExpectedClaims; nowMs?: number } = {},
+  options: { keys?: typeof keySet; expect?: ExpectedClaims; nowMs?: number; limit?: number } = {},
 ): JoinError {
   try {
     verifyServiceAccountToken(
@@ -36,6 +36,7 @@ function rejection(
       options.keys ?? keySet,
       options.expect ?? expected,
       options.nowMs ?? TEST_NOW_MS,
+      options.limit === undefined ? {} : { maxKeysWithoutKid: options.limit },
     );
   } catch (err) {
     assert.ok(err instanceof JoinError, `expected a JoinError, got ${String(err)}`);
@@ -320,6 +321,41 @@ describe("verifyServiceAccountToken: algorithms and keys", () => {
       );
       assert.equal(identity.serviceAccount, "tbot");
     }
+  });
+
+  test("kid absent: at most max_keys_without_kid keys are tried (default 4), in JWKS order", () => {
+    const keys = Array.from({ length: 6 }, () => generateClusterKey("ES256"));
+    const six = parseJwksOrThrow(jwksOf(...keys));
+    const withoutKid = (key: (typeof keys)[number]) =>
+      mintServiceAccountToken(key, {}, { kid: undefined });
+    // Signed by the third key: within the four tried.
+    assert.equal(
+      verifyServiceAccountToken(withoutKid(keys[2]!), six, expected, TEST_NOW_MS).serviceAccount,
+      "tbot",
+    );
+    // Signed by the sixth: past the bound, refused with a message that says why.
+    const err = assertRejected(withoutKid(keys[5]!), "jwt_signature_invalid", { keys: six });
+    assert.match(
+      err.message,
+      /names no key id \(kid\) and the JWKS has 6 ES256 keys, more than the 4 tried for a token without one/,
+    );
+    // The same token naming its kid costs one check and verifies; a raised bound lets it through.
+    assert.equal(
+      verifyServiceAccountToken(mintServiceAccountToken(keys[5]!), six, expected, TEST_NOW_MS)
+        .serviceAccount,
+      "tbot",
+    );
+    assert.equal(
+      verifyServiceAccountToken(withoutKid(keys[5]!), six, expected, TEST_NOW_MS, {
+        maxKeysWithoutKid: 6,
+      }).serviceAccount,
+      "tbot",
+    );
+    assert.match(
+      assertRejected(withoutKid(keys[5]!), "jwt_signature_invalid", { keys: six, limit: 1 })
+        .message,
+      /more than the 1 tried/,
+    );
   });
 
   test("a named kid never falls back to trying other keys", () => {

@@ -5,6 +5,7 @@ import {
 } from "node:crypto";
 import { join } from "node:path";
 import { ConfigError, JoinError } from "../errors.ts";
+import type { CertificateSerials } from "./serials.ts";
 import { BOT_NAME_PATTERN } from "../lib/bot-name.ts";
 import { CLUSTER_NAME_PATTERN } from "../lib/cluster-name.ts";
 import {
@@ -12,7 +13,9 @@ import {
   fileExists,
   readPrivateKeyFile,
   readTextFile,
-  writeNewFileAtomically,
+  recoverFileSets,
+  writeNewFileSet,
+  type NewFile,
 } from "./key-files.ts";
 import { parseSshPublicKey, type SshPublicKey, type TlsPublicKey } from "./public-keys.ts";
 import {
@@ -65,6 +68,10 @@ export interface BotCertificateRequest {
   /** From `resolveCertificateLifetime`; truncated to whole seconds in the certificates. */
   notBeforeMs: number;
   notAfterMs: number;
+  /** Chosen before signing (the join records them first); random when absent. */
+  serials?: CertificateSerials;
+  /** The recorded bot instance: its id and generation go into both certificates. */
+  botInstance?: { readonly id: string; readonly generation: number };
 }
 
 export interface IssuedCertificates {
@@ -122,8 +129,22 @@ export async function loadOrCreateAuthority(
     sshKey = loadSshCaKey(options.files.sshKeyFile);
   } else {
     ensurePrivateDirectory(options.dataDir);
-    tls = loadOrCreateTlsCa(options.dataDir, clusterName, algorithm, nowMs);
-    sshKey = loadOrCreateSshCaKey(options.dataDir);
+    // Whatever a crash in an earlier first start left: finished or removed, never half.
+    recoverFileSets(options.dataDir);
+    const keyFile = join(options.dataDir, DATA_DIR_FILES.tlsKeyFile);
+    const certFile = join(options.dataDir, DATA_DIR_FILES.tlsCertFile);
+    const sshKeyFile = join(options.dataDir, DATA_DIR_FILES.sshKeyFile);
+    const created: NewFile[] = [];
+    // One of the TLS pair without the other is damage to repair by hand, never a reason to
+    // replace a key: loadTlsCa names the missing file.
+    if (!fileExists(keyFile) && !fileExists(certFile)) {
+      created.push(...newTlsCaFiles(clusterName, algorithm, nowMs));
+    }
+    if (!fileExists(sshKeyFile)) created.push(newSshCaFile());
+    // All new CA files move into place as one set (crash-safe, see writeNewFileSet).
+    if (created.length > 0) writeNewFileSet(options.dataDir, created);
+    tls = loadTlsCa(keyFile, certFile, nowMs);
+    sshKey = loadSshCaKey(sshKeyFile);
   }
 
   const tlsCaCerts = [tls.certPem, ...loadExtraTlsCerts(options.extraTrusted?.tlsCertFiles ?? [])];
@@ -168,6 +189,7 @@ class BotCertificateAuthority implements CertificateAuthority {
     const notAfter = new Date(notAfterSeconds * 1000);
     const keyId = `bot-${request.botName}`;
     const { joinAttributesJson } = request;
+    const instance = request.botInstance;
 
     const tls = this.x509Issuer.issue({
       commonName: keyId,
@@ -179,6 +201,8 @@ class BotCertificateAuthority implements CertificateAuthority {
       spkiDer: request.tlsPublicKey.spkiDer,
       notBefore,
       notAfter,
+      serial: request.serials?.tls,
+      botInstance: request.botInstance,
     });
     const ssh = this.sshIssuer.issue({
       publicKey: request.sshPublicKey,
@@ -192,7 +216,14 @@ class BotCertificateAuthority implements CertificateAuthority {
         [SSH_EXTENSION.roles]: JSON.stringify({ version: "v1", roles: request.roles }),
         [SSH_EXTENSION.botName]: request.botName,
         [SSH_EXTENSION.joinAttributes]: joinAttributesJson,
+        ...(instance === undefined
+          ? {}
+          : {
+              [SSH_EXTENSION.botInstanceId]: instance.id,
+              [SSH_EXTENSION.generation]: String(instance.generation),
+            }),
       },
+      serial: request.serials?.ssh,
     });
     return {
       tlsCert: tls.pem,
@@ -237,20 +268,12 @@ interface TlsCa {
   readonly subjectKeyId: Buffer;
 }
 
-function loadOrCreateTlsCa(
-  dataDir: string,
+/** A new TLS CA key and its self-signed certificate, as files to write. */
+function newTlsCaFiles(
   clusterName: string,
   algorithm: "ecdsa-p256" | "rsa-2048",
   nowMs: number,
-): TlsCa {
-  const keyFile = join(dataDir, DATA_DIR_FILES.tlsKeyFile);
-  const certFile = join(dataDir, DATA_DIR_FILES.tlsCertFile);
-  const haveKey = fileExists(keyFile);
-  const haveCert = fileExists(certFile);
-  if (haveKey || haveCert) {
-    // One without the other is damage to repair by hand, never a reason to replace a key.
-    return loadTlsCa(keyFile, certFile, nowMs);
-  }
+): NewFile[] {
   const { privateKey, publicKey } =
     algorithm === "rsa-2048"
       ? generateKeyPairSync("rsa", { modulusLength: 2048 })
@@ -262,13 +285,14 @@ function loadOrCreateTlsCa(
     privateKey,
     publicKey,
   });
-  writeNewFileAtomically(
-    keyFile,
-    privateKey.export({ type: "pkcs8", format: "pem" }) as string,
-    0o600,
-  );
-  writeNewFileAtomically(certFile, toPem("CERTIFICATE", certDer), 0o600);
-  return loadTlsCa(keyFile, certFile, nowMs);
+  return [
+    {
+      name: DATA_DIR_FILES.tlsKeyFile,
+      contents: privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+      mode: 0o600,
+    },
+    { name: DATA_DIR_FILES.tlsCertFile, contents: toPem("CERTIFICATE", certDer), mode: 0o600 },
+  ];
 }
 
 function loadTlsCa(keyFile: string, certFile: string, nowMs: number): TlsCa {
@@ -320,17 +344,14 @@ function loadTlsCa(keyFile: string, certFile: string, nowMs: number): TlsCa {
   return { key, certPem: toPem("CERTIFICATE", certDer), certDer, subjectKeyId };
 }
 
-function loadOrCreateSshCaKey(dataDir: string): KeyObject {
-  const keyFile = join(dataDir, DATA_DIR_FILES.sshKeyFile);
-  if (!fileExists(keyFile)) {
-    const { privateKey } = generateKeyPairSync("ed25519");
-    writeNewFileAtomically(
-      keyFile,
-      privateKey.export({ type: "pkcs8", format: "pem" }) as string,
-      0o600,
-    );
-  }
-  return loadSshCaKey(keyFile);
+/** A new SSH CA key, as a file to write. */
+function newSshCaFile(): NewFile {
+  const { privateKey } = generateKeyPairSync("ed25519");
+  return {
+    name: DATA_DIR_FILES.sshKeyFile,
+    contents: privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+    mode: 0o600,
+  };
 }
 
 function loadSshCaKey(keyFile: string): KeyObject {

@@ -1,4 +1,4 @@
-import { randomBytes, createPrivateKey, type KeyObject } from "node:crypto";
+import { createPrivateKey, type KeyObject } from "node:crypto";
 import {
   chmodSync,
   closeSync,
@@ -6,19 +6,22 @@ import {
   linkSync,
   lstatSync,
   mkdirSync,
+  mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { SshReader } from "../lib/ssh-wire.ts";
 
 /**
  * The file side of the CA: reading keys with the checks an admin needs (each error names the
- * file), and writing new ones atomically without ever replacing an existing file.
+ * file), and writing new ones as one crash-safe set, never over an existing file.
  */
 
 function problem(file: string, message: string): ConfigError {
@@ -136,41 +139,155 @@ export function ensurePrivateDirectory(dir: string): void {
   }
 }
 
+/** A file of a set written together. */
+export interface NewFile {
+  /** A plain name inside the set's directory. */
+  readonly name: string;
+  readonly contents: string;
+  readonly mode: number;
+}
+
+/** The temporary directory a set is staged in, and the marker that says it is complete. */
+const STAGING_PREFIX = ".kube-join-new.";
+const COMPLETE_MARKER = "COMPLETE";
+/** The temporary files of single-file writes in releases before file sets (may hold keys). */
+const STALE_TEMPORARY_FILE = /^\..+\.[0-9a-f]{12}\.tmp$/;
+
 /**
- * Writes a new file atomically and never over an existing one: the bytes go to a temporary
- * file (created exclusively, fsynced), which is then hard-linked to its name; `link` fails if
- * the name exists, so a key another process wrote meanwhile is never replaced.
+ * Test hook (never set in production): `KUBE_JOIN_TEST_KILL_AT_WRITE_STEP=N` kills the process
+ * with SIGKILL at the Nth step of writing a file set, so a test can crash a first start at every
+ * point of it; `KUBE_JOIN_TEST_WRITE_STEP_DELAY_MS` sleeps at each step.
  */
-export function writeNewFileAtomically(file: string, contents: string, mode: number): void {
-  const dir = dirname(file);
-  const temporary = join(dir, `.${basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
-  const fd = openSync(temporary, "wx", mode);
-  try {
-    writeFileSync(fd, contents); // loops until every byte is written, unlike one writeSync
-    fsyncSync(fd);
-  } catch (error) {
-    closeSync(fd);
-    unlinkSync(temporary); // never leave partial key bytes behind
-    throw problem(file, `cannot be written (${errorCode(error) ?? "error"})`);
+function testHookStep(counter: { step: number }): void {
+  counter.step += 1;
+  const delay = Number(process.env["KUBE_JOIN_TEST_WRITE_STEP_DELAY_MS"] ?? 0);
+  if (delay > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, delay);
+  if (Number(process.env["KUBE_JOIN_TEST_KILL_AT_WRITE_STEP"] ?? 0) === counter.step) {
+    process.kill(process.pid, "SIGKILL");
   }
-  closeSync(fd);
+}
+
+/**
+ * Writes a set of new files into `dir` as a whole, so that a crash at any moment leaves either
+ * none of them or, after `recoverFileSets` at the next start, all of them:
+ *
+ * 1. every file goes into a fresh staging directory (`.kube-join-new.XXXXXX`, mode 0700), each
+ *    fsynced; then a `COMPLETE` marker, fsynced, and the staging directory fsynced;
+ * 2. each file is hard-linked to its name in `dir` (never over an existing file), and `dir` is
+ *    fsynced;
+ * 3. the staging directory is removed.
+ *
+ * A crash in step 1 leaves an incomplete staging directory, which the next start removes; a
+ * crash in step 2 or 3 leaves a complete one, which the next start finishes moving into place.
+ *
+ * @throws ConfigError naming the file when a name exists already or a write fails.
+ */
+export function writeNewFileSet(dir: string, files: readonly NewFile[]): void {
+  const counter = { step: 0 };
+  let staging: string;
   try {
-    linkSync(temporary, file);
+    staging = mkdtempSync(join(dir, STAGING_PREFIX));
   } catch (error) {
-    if (errorCode(error) === "EEXIST") {
-      throw problem(
-        file,
-        "appeared while kube-join was creating it (another instance?); start again",
-      );
+    throw problem(dir, `cannot create a staging directory (${errorCode(error) ?? "error"})`);
+  }
+  try {
+    for (const file of files) {
+      writeSynced(join(staging, file.name), file.contents, file.mode);
+      testHookStep(counter);
     }
-    throw problem(file, `cannot be written (${errorCode(error) ?? "error"})`);
-  } finally {
-    unlinkSync(temporary);
+    writeSynced(join(staging, COMPLETE_MARKER), `${files.map((f) => f.name).join("\n")}\n`, 0o600);
+    fsyncPath(staging);
+    testHookStep(counter);
+  } catch (error) {
+    rmSync(staging, { recursive: true, force: true }); // never leave key bytes behind
+    if (error instanceof ConfigError) throw error;
+    throw problem(dir, `cannot write the new files (${errorCode(error) ?? "error"})`);
   }
-  const dirFd = openSync(dir, "r");
+  moveIntoPlace(dir, staging, files, counter);
+}
+
+/**
+ * Finishes or discards what a crash left in `dir`: a complete staging directory is moved into
+ * place, an incomplete one is removed, and temporary files of single writes are removed (they
+ * may hold private keys). Call it at start, before looking at the files.
+ */
+export function recoverFileSets(dir: string): void {
+  let entries: string[];
   try {
-    fsyncSync(dirFd);
+    entries = readdirSync(dir);
+  } catch {
+    return; // a missing directory holds nothing to recover
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry);
+    if (entry.startsWith(STAGING_PREFIX)) {
+      let names: string[] | undefined;
+      try {
+        names = readFileSync(join(path, COMPLETE_MARKER), "utf8").split("\n").filter(Boolean);
+      } catch {
+        names = undefined;
+      }
+      if (names === undefined) {
+        rmSync(path, { recursive: true, force: true });
+        continue;
+      }
+      const files = names.map((name) => ({
+        name,
+        contents: readFileSync(join(path, name), "utf8"),
+        mode: statSync(join(path, name)).mode & 0o777,
+      }));
+      moveIntoPlace(dir, path, files, { step: 0 });
+    } else if (STALE_TEMPORARY_FILE.test(entry)) {
+      unlinkSync(path);
+    }
+  }
+}
+
+function moveIntoPlace(
+  dir: string,
+  staging: string,
+  files: readonly NewFile[],
+  counter: { step: number },
+): void {
+  for (const file of files) {
+    const target = join(dir, file.name);
+    try {
+      linkSync(join(staging, file.name), target);
+    } catch (error) {
+      if (errorCode(error) !== "EEXIST") {
+        throw problem(target, `cannot be written (${errorCode(error) ?? "error"})`);
+      }
+      // Linked before a crash (the same file), or written by someone else meanwhile.
+      if (readFileSync(target, "utf8") !== file.contents) {
+        throw problem(
+          target,
+          "appeared while kube-join was creating it (another instance?); start again",
+        );
+      }
+    }
+    testHookStep(counter);
+  }
+  fsyncPath(dir);
+  testHookStep(counter);
+  rmSync(staging, { recursive: true, force: true });
+  fsyncPath(dir);
+}
+
+function writeSynced(file: string, contents: string, mode: number): void {
+  const fd = openSync(file, "wx", mode);
+  try {
+    writeFileSync(fd, contents);
+    fsyncSync(fd);
   } finally {
-    closeSync(dirFd);
+    closeSync(fd);
+  }
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

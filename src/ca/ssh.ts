@@ -11,6 +11,10 @@ import type { SshPublicKey } from "./public-keys.ts";
 /** Extension names of kube-join's SSH certificates (see docs/ca.md). */
 export const SSH_EXTENSION = {
   botName: "bot-name@goteleport.com",
+  /** Teleport's `CertExtensionBotInstanceID`. */
+  botInstanceId: "bot-instance-id@goteleport.com",
+  /** Teleport's `CertExtensionGeneration`: the decimal generation. */
+  generation: "generation",
   joinAttributes: "join-attributes@kube-join",
   permitPortForwarding: "permit-port-forwarding",
   permitPty: "permit-pty",
@@ -32,6 +36,8 @@ export interface SshCertificateFields {
   readonly validBefore: number;
   /** Extension name -> value ("" for a flag); the issuer sorts them as OpenSSH requires. */
   readonly extensions: Readonly<Record<string, string>>;
+  /** Chosen by the caller (see `newCertificateSerials`); random when absent. */
+  readonly serial?: bigint;
 }
 
 export interface IssuedSshCertificate {
@@ -85,7 +91,7 @@ export function createSshCertificateIssuer(caPrivateKey: KeyObject): SshCertific
     issue(fields: SshCertificateFields): IssuedSshCertificate {
       const random = takeRandomBytes(40);
       const nonce = random.subarray(0, 32);
-      const serial = random.readBigUInt64BE(32);
+      const serial = fields.serial ?? random.readBigUInt64BE(32);
       const certType = `${fields.publicKey.type}-cert-v01@openssh.com`;
 
       const principals = Buffer.concat(fields.principals.map((principal) => sshString(principal)));

@@ -22,6 +22,10 @@ import {
 export const BOT_NAME_OID = "1.3.9999.2.18";
 /** Teleport's OID for the join attributes (`JoinAttributesASN1ExtensionOID`). */
 export const JOIN_ATTRIBUTES_OID = "1.3.9999.2.21";
+/** Teleport's OID for the bot instance id (`BotInstanceASN1ExtensionOID`). */
+export const BOT_INSTANCE_OID = "1.3.9999.2.20";
+/** Teleport's OID for the generation (`GenerationASN1ExtensionOID`). */
+export const GENERATION_OID = "1.3.9999.1.14";
 
 /** The per-certificate (variable) fields of a bot's X.509 certificate. */
 export interface LeafFields {
@@ -36,6 +40,10 @@ export interface LeafFields {
   /** Whole seconds: the caller truncates, so the returned dates equal what the certificate says. */
   readonly notBefore: Date;
   readonly notAfter: Date;
+  /** Chosen by the caller (see `newCertificateSerials`); random when absent. */
+  readonly serial?: Buffer;
+  /** The bot instance (docs/store.md), when the join recorded one. */
+  readonly botInstance?: { readonly id: string; readonly generation: number } | undefined;
 }
 
 export interface IssuedX509 {
@@ -121,6 +129,11 @@ const OID_SUBJECT_ALT_NAME = oid("2.5.29.17");
 const OID_SUBJECT_KEY_IDENTIFIER = oid("2.5.29.14");
 const OID_BOT_NAME = oid(BOT_NAME_OID);
 const OID_JOIN_ATTRIBUTES = oid(JOIN_ATTRIBUTES_OID);
+const OID_BOT_INSTANCE = oid(BOT_INSTANCE_OID);
+const EMPTY = Buffer.alloc(0);
+/** ASN.1 PrintableString; a UUID and a decimal number are within its alphabet. */
+const PRINTABLE_STRING = 0x13;
+const OID_GENERATION = oid(GENERATION_OID);
 
 /**
  * Prepares issuance from a CA: its certificate (for the issuer name), its subject key identifier
@@ -152,15 +165,36 @@ export function createX509LeafIssuer(ca: {
 
   return {
     issue(fields: LeafFields): IssuedX509 {
-      const serial = takeRandomBytes(16);
-      // Positive (top bit clear) and 16 bytes long, so its DER is minimal without a sign byte.
-      serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
+      let serial = fields.serial;
+      if (serial === undefined) {
+        serial = takeRandomBytes(16);
+        // Positive (top bit clear) and 16 bytes long, so its DER is minimal without a sign byte.
+        serial[0] = (serial[0] ?? 0) & 0x7f || 0x01;
+      }
+      const instance = fields.botInstance;
 
       const subjectParts: Buffer[] = [];
+      let instanceExtensions = EMPTY;
       for (const organization of fields.organizations) {
         subjectParts.push(set(sequence(OID_ORGANIZATION, utf8String(organization))));
       }
       subjectParts.push(set(sequence(OID_COMMON_NAME, utf8String(fields.commonName))));
+      if (instance !== undefined) {
+        // Where Teleport puts them: attributes of the subject name (`tlsca.Identity.Subject`),
+        // the generation as decimal text, both PrintableStrings as Go's encoding/asn1 writes a
+        // UUID and digits; and, as kube-join does for the bot name, extensions too.
+        const generation = String(instance.generation);
+        subjectParts.push(
+          set(sequence(OID_GENERATION, tlv(PRINTABLE_STRING, Buffer.from(generation, "latin1")))),
+          set(
+            sequence(OID_BOT_INSTANCE, tlv(PRINTABLE_STRING, Buffer.from(instance.id, "latin1"))),
+          ),
+        );
+        instanceExtensions = Buffer.concat([
+          sequence(OID_BOT_INSTANCE, octetString(utf8String(instance.id))),
+          sequence(OID_GENERATION, octetString(utf8String(generation))),
+        ]);
+      }
 
       const extensions = explicit(
         3,
@@ -173,6 +207,7 @@ export function createX509LeafIssuer(ca: {
           ),
           sequence(OID_BOT_NAME, octetString(utf8String(fields.botName))),
           sequence(OID_JOIN_ATTRIBUTES, octetString(utf8String(fields.joinAttributesJson))),
+          instanceExtensions,
         ),
       );
       const tbs = sequence(

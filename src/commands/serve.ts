@@ -56,10 +56,18 @@ export async function run(args: string[]): Promise<number> {
   }
   const log = createLogger({ level: config.logLevel });
 
-  // Installed before start-up so an early SIGHUP (an eager config-management tool) does not kill
-  // the process, SIGHUP's default action: start-up reads the files anyway.
+  // Every signal handler is installed before start-up: an early SIGHUP (an eager
+  // config-management tool) must not kill the process, SIGHUP's default action, and a SIGTERM
+  // while the CA is generated must stop the service cleanly, not halfway through its files.
   let service: RunningService | undefined;
+  let stopping: NodeJS.Signals | undefined;
+  let requestStop: (signal: NodeJS.Signals) => void = () => {};
+  const stopRequested = new Promise<NodeJS.Signals>((resolve) => (requestStop = resolve));
   const onHup = (): void => {
+    if (stopping !== undefined) {
+      log.info({ signal: "SIGHUP" }, "signal during shutdown: ignored, the drain goes on");
+      return;
+    }
     if (service === undefined) {
       log.info("SIGHUP during start-up: ignored, the resources are being loaded anyway");
       return;
@@ -67,36 +75,53 @@ export async function run(args: string[]): Promise<number> {
     log.info("SIGHUP: reloading resources");
     void service.reload("SIGHUP");
   };
+  // The first SIGTERM or SIGINT starts the drain; later ones are logged and ignored, so a
+  // supervisor that repeats its signal does not cut requests in flight short. The drain is
+  // bounded by shutdown_timeout anyway; SIGKILL is the way to force.
+  const onStop = (signal: NodeJS.Signals): void => {
+    if (stopping !== undefined) {
+      log.info({ signal }, "signal during shutdown: ignored, the drain goes on");
+      return;
+    }
+    stopping = signal;
+    if (service === undefined) {
+      log.info({ signal }, "stop requested during start-up: stopping once start-up is done");
+    } else {
+      log.info({ signal }, "shutting down: finishing requests in flight");
+    }
+    requestStop(signal);
+  };
   process.on("SIGHUP", onHup);
+  process.on("SIGTERM", onStop);
+  process.on("SIGINT", onStop);
+  const removeHandlers = (): void => {
+    process.off("SIGHUP", onHup);
+    process.off("SIGTERM", onStop);
+    process.off("SIGINT", onStop);
+  };
   try {
     service = await startJoinService(config, { log });
   } catch (err) {
-    process.off("SIGHUP", onHup);
+    removeHandlers();
     log.fatal({ problems: problemsOf(err) }, "start-up failed");
     return 1;
   }
   const running = service;
+  if (stopping !== undefined) {
+    log.info({ signal: stopping }, "shutting down: finishing requests in flight");
+  }
 
-  return new Promise<number>((resolve) => {
-    const onStop = (signal: NodeJS.Signals): void => {
-      log.info({ signal }, "shutting down: finishing requests in flight");
-      process.off("SIGHUP", onHup);
-      running.shutdown().then(
-        () => {
-          log.info("stopped");
-          resolve(0);
-        },
-        (err: unknown) => {
-          log.error({ err }, "shutdown failed");
-          resolve(1);
-        },
-      );
-    };
-    process.once("SIGTERM", onStop);
-    process.once("SIGINT", onStop);
-  }).then((code) => {
-    // Anything still holding the event loop (a stray socket) must not keep a stopped service alive.
-    setTimeout(() => process.exit(code), 1000).unref();
-    return code;
-  });
+  await stopRequested;
+  let code = 0;
+  try {
+    await running.shutdown();
+    log.info("stopped");
+  } catch (err) {
+    log.error({ err }, "shutdown failed");
+    code = 1;
+  }
+  removeHandlers();
+  // Anything still holding the event loop (a stray socket) must not keep a stopped service alive.
+  setTimeout(() => process.exit(code), 1000).unref();
+  return code;
 }

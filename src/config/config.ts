@@ -20,11 +20,16 @@ import {
   orDefault,
 } from "../yaml/field-reader.ts";
 import { parseYamlDocument, type FieldPath } from "../yaml/yaml-source.ts";
+import type { StoreConfig } from "../store/open-store.ts";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** What `ca.tls_key_type` may ask for when kube-join generates its TLS CA key. */
+/** `audit.on_failure`: refuse a join whose audit line cannot be written, or serve it and lose it. */
+export const AUDIT_FAILURE_POLICIES = ["refuse", "continue"] as const;
+export type AuditFailurePolicy = (typeof AUDIT_FAILURE_POLICIES)[number];
+
 export const CA_TLS_KEY_ALGORITHMS = ["ecdsa-p256", "rsa-2048"] as const;
 export type CaTlsKeyAlgorithm = (typeof CA_TLS_KEY_ALGORITHMS)[number];
 
@@ -67,11 +72,34 @@ export interface ServiceConfig {
     readonly burst: number;
   };
   readonly cache: { readonly maxEntries: number };
-  /** Audit log file; undefined writes the audit lines to stdout. */
-  readonly audit: { readonly file: string | undefined };
+  /** Audit log file (undefined: stdout), and what a join gets when its line cannot be written. */
+  readonly audit: { readonly file: string | undefined; readonly onFailure: AuditFailurePolicy };
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
+  /** Open connections the join listener accepts at once; more are closed at accept. */
+  readonly maxConnections: number;
+  /** Time a client has for its request headers, and for the whole request. */
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** Keys tried for a JWT that names no `kid` (kube < 1.16); more fail `jwt_signature_invalid`. */
+  readonly maxKeysWithoutKid: number;
+  /** Where bot instances and locks live (docs/store.md). */
+  readonly store: {
+    readonly backend: StoreConfig;
+    /** How long an instance is kept after its latest certificates expired. */
+    readonly instanceRetentionMs: number;
+    /** How often each serve reads the store's locks. */
+    readonly lockPollIntervalMs: number;
+  };
 }
+
+export const STORE_ENGINES = ["sqlite", "postgres", "memory"] as const;
+/** Connections per serve process to PostgreSQL when `store.postgres.pool_size` is not given. */
+export const DEFAULT_POSTGRES_POOL_SIZE = 10;
+const MAX_POSTGRES_POOL_SIZE = 100;
+const MIN_LOCK_POLL_MS = 100;
+/** The issue's promise: a new lock is enforced within 5 s. */
+const MAX_LOCK_POLL_MS = 5_000;
 
 /**
  * The one place each default is declared, keyed by the key path an admin writes and valued as an
@@ -92,6 +120,14 @@ export const CONFIG_DEFAULTS = {
   "cache.max_entries": 100_000,
   log_level: "info",
   shutdown_timeout: "10s",
+  "audit.on_failure": "refuse",
+  max_connections: 512,
+  headers_timeout: "10s",
+  request_timeout: "30s",
+  max_keys_without_kid: 4,
+  "store.engine": "sqlite",
+  "store.instance_retention": "24h",
+  "store.lock_poll_interval": "2s",
 } as const;
 
 const ROOT_FIELDS = [
@@ -110,6 +146,11 @@ const ROOT_FIELDS = [
   "audit",
   "log_level",
   "shutdown_timeout",
+  "max_connections",
+  "headers_timeout",
+  "request_timeout",
+  "max_keys_without_kid",
+  "store",
 ] as const;
 
 const MIN_DEFAULT_TTL_MS = 60_000;
@@ -183,6 +224,9 @@ function readRoot(
   const cache = readCache(r, root["cache"]);
   const audit = readAudit(r, root["audit"], baseDir);
   const lifecycle = readLifecycle(r, root);
+  const connections = readConnectionLimits(r, root);
+  const maxKeysWithoutKid = readMaxKeysWithoutKid(r, root["max_keys_without_kid"]);
+  const store = dataDir === undefined ? undefined : readStore(r, root["store"], baseDir, dataDir);
   if (
     r.problemCount > 0 ||
     clusterName === undefined ||
@@ -195,7 +239,10 @@ function readRoot(
     rateLimit === undefined ||
     cache === undefined ||
     audit === undefined ||
-    lifecycle === undefined
+    lifecycle === undefined ||
+    connections === undefined ||
+    maxKeysWithoutKid === undefined ||
+    store === undefined
   ) {
     return undefined;
   }
@@ -212,6 +259,9 @@ function readRoot(
     cache,
     audit,
     ...lifecycle,
+    ...connections,
+    maxKeysWithoutKid,
+    store,
   };
 }
 
@@ -424,9 +474,175 @@ function readAudit(
   baseDir: string,
 ): ServiceConfig["audit"] | undefined {
   const before = r.problemCount;
-  const block = r.optionalMapping(["audit"], value, ["file"]) ?? {};
+  const block = r.optionalMapping(["audit"], value, ["file", "on_failure"]) ?? {};
   const file = r.optionalPath(["audit", "file"], block["file"], baseDir);
-  return r.problemCount > before ? undefined : { file };
+  const onFailure = r.optionalEnum(
+    ["audit", "on_failure"],
+    orDefault(block["on_failure"], CONFIG_DEFAULTS["audit.on_failure"]),
+    AUDIT_FAILURE_POLICIES,
+  );
+  return r.problemCount > before || onFailure === undefined ? undefined : { file, onFailure };
+}
+
+/** Bounds the signature checks one kid-less JWT may cost (each is CPU an attacker spends for free). */
+const MAX_KEYS_WITHOUT_KID = 50;
+
+function readMaxKeysWithoutKid(r: FieldReader, value: unknown): number | undefined {
+  const max = r.optionalPositiveInt(
+    ["max_keys_without_kid"],
+    orDefault(value, CONFIG_DEFAULTS.max_keys_without_kid),
+  );
+  if (max !== undefined && max > MAX_KEYS_WITHOUT_KID) {
+    r.error(["max_keys_without_kid"], `must be at most ${MAX_KEYS_WITHOUT_KID}`);
+    return undefined;
+  }
+  return max;
+}
+
+/** `max_connections`, `headers_timeout`, `request_timeout`: what a client may hold. */
+function readConnectionLimits(
+  r: FieldReader,
+  root: Block,
+): Pick<ServiceConfig, "maxConnections" | "headersTimeoutMs" | "requestTimeoutMs"> | undefined {
+  const before = r.problemCount;
+  const maxConnections = r.optionalPositiveInt(
+    ["max_connections"],
+    orDefault(root["max_connections"], CONFIG_DEFAULTS.max_connections),
+  );
+  const headersTimeoutMs = r.optionalDuration(
+    ["headers_timeout"],
+    orDefault(root["headers_timeout"], CONFIG_DEFAULTS.headers_timeout),
+  );
+  const requestTimeoutMs = r.optionalDuration(
+    ["request_timeout"],
+    orDefault(root["request_timeout"], CONFIG_DEFAULTS.request_timeout),
+  );
+  if (headersTimeoutMs !== undefined && headersTimeoutMs < 1000) {
+    r.error(["headers_timeout"], "must be at least 1s");
+  }
+  if (
+    headersTimeoutMs !== undefined &&
+    requestTimeoutMs !== undefined &&
+    requestTimeoutMs < headersTimeoutMs
+  ) {
+    // node:http refuses a request timeout shorter than the headers timeout.
+    r.error(["request_timeout"], "must not be shorter than headers_timeout");
+  }
+  if (
+    r.problemCount > before ||
+    maxConnections === undefined ||
+    headersTimeoutMs === undefined ||
+    requestTimeoutMs === undefined
+  ) {
+    return undefined;
+  }
+  return { maxConnections, headersTimeoutMs, requestTimeoutMs };
+}
+
+/**
+ * `store`: SQLite in `data_dir` unless told otherwise. A password is never taken from the config
+ * text: it comes from `password_file`, `url_file` (a Secret) or `PGPASSWORD`.
+ */
+function readStore(
+  r: FieldReader,
+  value: unknown,
+  baseDir: string,
+  dataDir: string,
+): ServiceConfig["store"] | undefined {
+  const before = r.problemCount;
+  const block =
+    r.optionalMapping(["store"], value, [
+      "engine",
+      "sqlite",
+      "postgres",
+      "instance_retention",
+      "lock_poll_interval",
+    ]) ?? {};
+  const engine = r.optionalEnum(
+    ["store", "engine"],
+    orDefault(block["engine"], CONFIG_DEFAULTS["store.engine"]),
+    STORE_ENGINES,
+  );
+  const instanceRetentionMs = r.optionalDuration(
+    ["store", "instance_retention"],
+    orDefault(block["instance_retention"], CONFIG_DEFAULTS["store.instance_retention"]),
+  );
+  const lockPollIntervalMs = r.optionalDuration(
+    ["store", "lock_poll_interval"],
+    orDefault(block["lock_poll_interval"], CONFIG_DEFAULTS["store.lock_poll_interval"]),
+  );
+  if (
+    lockPollIntervalMs !== undefined &&
+    (lockPollIntervalMs < MIN_LOCK_POLL_MS || lockPollIntervalMs > MAX_LOCK_POLL_MS)
+  ) {
+    r.error(
+      ["store", "lock_poll_interval"],
+      "must be between 100ms and 5s (a new lock must be enforced within 5 s)",
+    );
+  }
+  const sqlite = r.optionalMapping(["store", "sqlite"], block["sqlite"], ["path"]);
+  const postgres = r.optionalMapping(["store", "postgres"], block["postgres"], [
+    "url",
+    "url_file",
+    "password_file",
+    "pool_size",
+  ]);
+  if (engine !== undefined && engine !== "sqlite" && sqlite !== undefined) {
+    r.error(["store", "sqlite"], `is set, but store.engine is ${engine}`);
+  }
+  if (engine !== undefined && engine !== "postgres" && postgres !== undefined) {
+    r.error(["store", "postgres"], `is set, but store.engine is ${engine}`);
+  }
+  let backend: StoreConfig | undefined;
+  if (engine === "memory") backend = { engine };
+  else if (engine === "sqlite") {
+    const path = r.optionalPath(["store", "sqlite", "path"], sqlite?.["path"], baseDir);
+    backend = { engine, path: path ?? resolve(dataDir, "kube-join.db") };
+  } else if (engine === "postgres") {
+    backend = readPostgres(r, postgres ?? {}, baseDir);
+  }
+  if (
+    r.problemCount > before ||
+    backend === undefined ||
+    instanceRetentionMs === undefined ||
+    lockPollIntervalMs === undefined
+  ) {
+    return undefined;
+  }
+  return { backend, instanceRetentionMs, lockPollIntervalMs };
+}
+
+function readPostgres(r: FieldReader, block: Block, baseDir: string): StoreConfig | undefined {
+  const path = ["store", "postgres"];
+  const url = r.optionalString([...path, "url"], block["url"]);
+  const urlFile = r.optionalPath([...path, "url_file"], block["url_file"], baseDir);
+  const passwordFile = r.optionalPath([...path, "password_file"], block["password_file"], baseDir);
+  const poolSize =
+    r.optionalPositiveInt([...path, "pool_size"], block["pool_size"]) ?? DEFAULT_POSTGRES_POOL_SIZE;
+  if (poolSize > MAX_POSTGRES_POOL_SIZE) {
+    r.error([...path, "pool_size"], `must be at most ${MAX_POSTGRES_POOL_SIZE}`);
+  }
+  if (url !== undefined && urlFile !== undefined) {
+    r.error([...path, "url_file"], "give url or url_file, not both");
+  }
+  if (url !== undefined) {
+    // The URL itself is never echoed: it may hold a password.
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      r.error([...path, "url"], "must be a URL such as postgres://user@host:5432/database");
+    }
+    if (parsed !== undefined && !/^postgres(ql)?:$/.test(parsed.protocol)) {
+      r.error([...path, "url"], "must start with postgres:// or postgresql://");
+    } else if (parsed !== undefined && parsed.password !== "") {
+      r.error(
+        [...path, "url"],
+        "must not hold a password in the config: use password_file, url_file (a Secret) or PGPASSWORD",
+      );
+    }
+  }
+  return { engine: "postgres", url, urlFile, passwordFile, poolSize };
 }
 
 /** `log_level` and `shutdown_timeout`: how the process itself behaves. */

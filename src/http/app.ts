@@ -105,12 +105,14 @@ async function serveJoin(
     const joinError = asJoinError(deps, err);
     // Refused before the join pipeline saw it (shape, size, media type): still an attempt.
     deps.joins.reportRefused?.({ remoteAddr, tokenName: tokenNameOf(body), error: joinError });
+    closeIfShuttingDown(deps, res);
     sendError(res, joinError.code, joinError.message);
     return;
   }
   try {
     const result = await deps.joins.join(request);
     const json = JSON.stringify(joinResponse(result));
+    closeIfShuttingDown(deps, res);
     res.writeHead(200, {
       "Content-Type": JSON_CONTENT_TYPE,
       "Content-Length": Buffer.byteLength(json),
@@ -119,8 +121,23 @@ async function serveJoin(
     res.end(json);
   } catch (err) {
     const joinError = asJoinError(deps, err);
+    closeIfShuttingDown(deps, res);
+    if (joinError.code === "audit_unavailable") {
+      res.setHeader("Retry-After", String(AUDIT_RETRY_AFTER_SECONDS));
+    }
     sendError(res, joinError.code, joinError.message);
   }
+}
+
+/** A full disk is rarely freed in less: the audit trail probes itself every second meanwhile. */
+export const AUDIT_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * A request that arrived before the drain began is answered during it: its answer must say
+ * `Connection: close` too, or the client sends its next request on a socket about to close.
+ */
+function closeIfShuttingDown(deps: JoinAppDeps, res: ServerResponse): void {
+  if (deps.isShuttingDown?.() === true) res.setHeader("Connection", "close");
 }
 
 function asJoinError(deps: JoinAppDeps, err: unknown): JoinError {
@@ -246,5 +263,8 @@ export function joinResponse(result: JoinResult): JoinResponseWire {
     tls_ca_certs: result.tlsCaCerts,
     ssh_ca_keys: result.sshCaKeys,
     join_attrs: result.attributes.response,
+    ...(result.botInstance === undefined
+      ? {}
+      : { bot_instance_id: result.botInstance.id, generation: result.botInstance.generation }),
   };
 }

@@ -14,6 +14,8 @@ export interface DiagDeps {
   readonly metrics: Metrics;
   /** True once resources and the CA are loaded; a failed reload keeps it true. */
   readonly isReady: () => boolean;
+  /** Why the service is not ready, for the 503 body. */
+  readonly notReadyMessage?: () => string;
   /** Receives unexpected errors (pino fits). Default: a JSON line on stderr. */
   readonly logger?: { error(details: { err: unknown }, message: string): void };
   /** Builds the status page's content; without it, `/` and `/status` are `not_found`. */
@@ -56,7 +58,11 @@ export function createDiagApp(deps: DiagDeps): express.Express {
     if (deps.isReady()) {
       res.json({ status: "ready" });
     } else {
-      sendError(res, "not_ready", "Resources or the certificate authority are not loaded yet.");
+      sendError(
+        res,
+        "not_ready",
+        deps.notReadyMessage?.() ?? "Resources or the certificate authority are not loaded yet.",
+      );
     }
   });
 

@@ -82,6 +82,14 @@ export interface BotInstanceStore {
    * else the next generation of the existing one. Resolves once the record is durable.
    */
   recordJoin(join: InstanceJoin): Promise<BotInstanceRecord>;
+  /**
+   * Adds a refused attempt (`result` = its code) to the history of the key's instance, if there
+   * is one, without a new generation; resolves to that record, or undefined for an unknown key.
+   */
+  recordRefused(
+    key: InstanceKey,
+    entry: InstanceHistoryEntry,
+  ): Promise<BotInstanceRecord | undefined>;
   /** One instance by id. */
   get(botInstanceId: string): Promise<BotInstanceRecord | undefined>;
   /** All instances, or one bot's, oldest first join first. */
@@ -131,10 +139,22 @@ export class MemoryBotInstanceStore implements BotInstanceStore {
       tlsSerial: join.tlsSerial,
       sshSerial: join.sshSerial,
       expiresAtMs: join.expiresAtMs,
-      history: [...(previous?.history ?? []), entry].slice(-INSTANCE_HISTORY_LIMIT),
+      history: appendHistory(previous?.history ?? [], entry),
     };
     this.#byId.set(record.botInstanceId, record);
     this.#idByKey.set(key, record.botInstanceId);
+    return Promise.resolve(record);
+  }
+
+  recordRefused(
+    key: InstanceKey,
+    entry: InstanceHistoryEntry,
+  ): Promise<BotInstanceRecord | undefined> {
+    const id = this.#idByKey.get(instanceKeyString(key));
+    const previous = id === undefined ? undefined : this.#byId.get(id);
+    if (previous === undefined) return Promise.resolve(undefined);
+    const record = { ...previous, history: appendHistory(previous.history, entry) };
+    this.#byId.set(record.botInstanceId, record);
     return Promise.resolve(record);
   }
 
@@ -165,6 +185,14 @@ export class MemoryBotInstanceStore implements BotInstanceStore {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** The history with `entry` added last, bounded to `INSTANCE_HISTORY_LIMIT`. */
+export function appendHistory(
+  history: readonly InstanceHistoryEntry[],
+  entry: InstanceHistoryEntry,
+): InstanceHistoryEntry[] {
+  return [...history, entry].slice(-INSTANCE_HISTORY_LIMIT);
 }
 
 function instanceKeyString(key: InstanceKey): string {

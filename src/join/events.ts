@@ -23,8 +23,17 @@ export interface JoinAttempt {
         readonly tlsSerial: string;
         readonly sshSerial: string;
         readonly expires: Date;
+        /** The recorded bot instance (docs/store.md); undefined when the service keeps none. */
+        readonly botInstanceId?: string | undefined;
+        readonly generation?: number | undefined;
       }
-    | { readonly ok: false; readonly code: ErrorCode; readonly message: string };
+    | {
+        readonly ok: false;
+        readonly code: ErrorCode;
+        readonly message: string;
+        /** For `join_locked`: the lock's name (audit) and its first target field (metric). */
+        readonly lock?: { readonly name: string; readonly targetField: string } | undefined;
+      };
 }
 
 export type JoinListener = (attempt: JoinAttempt) => void;

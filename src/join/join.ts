@@ -28,7 +28,9 @@ import {
 import { DEFAULT_JOIN_METHOD, JOIN_METHODS } from "../methods/registry.ts";
 import type { VerifiedTokenCache } from "../methods/verified-token-cache.ts";
 import type { ResourceSet } from "../resources/types.ts";
+import { newCertificateSerials, tlsSerialHex } from "../ca/serials.ts";
 import type { JoinAttempt, JoinListener } from "./events.ts";
+import { JoinLockedError, type InstanceLedger } from "./instance-ledger.ts";
 
 /** What a join runs against: swapped as a whole on reload. */
 export interface JoinSnapshot {
@@ -49,8 +51,21 @@ export interface JoinServiceOptions {
   /** The verified-token cache; without one every join verifies its proof. */
   readonly cache?: VerifiedTokenCache<VerifiedProof>;
   readonly listeners?: readonly JoinListener[];
+  /**
+   * The audit trail. A successful join resolves only after `record` did; when `record` rejects,
+   * the join fails with that error (`audit_unavailable`) and its certificates are never returned.
+   * Failed attempts are recorded without waiting.
+   */
+  readonly auditTrail?: { record(attempt: JoinAttempt): Promise<void> };
+  /** Keys tried for a JWT that names no key id (`max_keys_without_kid`); default 4. */
+  readonly maxKeysWithoutKid?: number;
   /** Receives unexpected errors (bugs, I/O) with context; never sent to the caller. */
   readonly onInternalError?: (err: unknown, context: { readonly stage: string }) => void;
+  /**
+   * Bot instances and locks (docs/store.md): undefined until the store is open (`not_ready`).
+   * Without the option the service records nothing and enforces no lock (unit tests).
+   */
+  readonly instances?: () => InstanceLedger | undefined;
 }
 
 /** A join request after the HTTP layer checked its shape. Holds the JWT: never log it. */
@@ -79,6 +94,8 @@ export interface JoinResult {
   readonly sshCaKeys: readonly string[];
   /** What the join proved, as its method rendered it (the response's `join_attrs`). */
   readonly attributes: JoinAttributes;
+  /** The recorded bot instance; undefined when the service keeps none. */
+  readonly botInstance: { readonly id: string; readonly generation: number } | undefined;
 }
 
 /** Per-attempt facts gathered along the pipeline, for the JoinAttempt event. */
@@ -131,24 +148,50 @@ export class JoinService {
     const started = process.hrtime.bigint();
     const nowMs = this.#now();
     const trace = newTrace();
+    let result: JoinResult;
     try {
-      const result = await this.#run(request, nowMs, trace);
-      this.#emit(request, trace, started, nowMs, {
-        ok: true,
-        tlsSerial: result.tlsSerial,
-        sshSerial: result.sshSerial,
-        expires: result.expires,
-      });
-      return result;
+      result = await this.#run(request, nowMs, trace);
     } catch (err) {
       const joinError = this.#asJoinError(err, "join");
+      this.#noteRefused(request, trace, nowMs, joinError);
       this.#emit(request, trace, started, nowMs, {
         ok: false,
         code: joinError.code,
         message: joinError.message,
+        ...(joinError instanceof JoinLockedError
+          ? { lock: { name: joinError.lockName, targetField: joinError.targetField } }
+          : {}),
       });
       throw joinError;
     }
+    const outcome = {
+      ok: true,
+      tlsSerial: result.tlsSerial,
+      sshSerial: result.sshSerial,
+      expires: result.expires,
+      ...(result.botInstance === undefined
+        ? {}
+        : { botInstanceId: result.botInstance.id, generation: result.botInstance.generation }),
+    } as const;
+    const audit = this.#options.auditTrail;
+    if (audit !== undefined) {
+      try {
+        await audit.record(this.#attempt(request, trace, started, nowMs, outcome));
+      } catch (err) {
+        // No certificate leaves without its audit line (docs/operations.md, "failure modes").
+        const joinError = this.#asJoinError(err, "audit");
+        this.#notify(
+          this.#attempt(request, trace, started, nowMs, {
+            ok: false,
+            code: joinError.code,
+            message: joinError.message,
+          }),
+        );
+        throw joinError;
+      }
+    }
+    this.#notify(this.#attempt(request, trace, started, nowMs, outcome));
+    return result;
   }
 
   /**
@@ -207,6 +250,7 @@ export class JoinService {
         cache: this.#options.cache,
         oidcKeys: this.#options.oidcKeys,
         onInternalError: this.#options.onInternalError,
+        maxKeysWithoutKid: this.#options.maxKeysWithoutKid,
       },
       trace,
     );
@@ -226,6 +270,40 @@ export class JoinService {
       maxTtlMs: this.#options.certs.maxTtlMs,
       botMaxSessionTtlMs: bot.maxSessionTtlMs,
     });
+    // Locks, then the instance record, then the signatures: no certificate without its record,
+    // and the record's id and generation go into the certificates (serials chosen up front).
+    const serials = newCertificateSerials();
+    let botInstance: JoinResult["botInstance"];
+    const instances = this.#options.instances;
+    if (instances !== undefined) {
+      const ledger = instances();
+      if (ledger === undefined) {
+        throw new JoinError("not_ready", "the service is still opening its store");
+      }
+      const facts = attributes.instance;
+      const key = { botName: bot.name, tokenName: token.name, podUid: facts.uid };
+      ledger.refuseIfLocked(
+        { ...key, namespace: facts.namespace, serviceAccount: facts.serviceAccount },
+        nowMs,
+      );
+      const record = await ledger.record({
+        ...key,
+        joinMethod: attributes.method,
+        joinType: facts.joinType,
+        namespace: facts.namespace,
+        serviceAccount: facts.serviceAccount,
+        podName: facts.podName,
+        nodeName: facts.nodeName,
+        atMs: nowMs,
+        remoteAddress: request.remoteAddr,
+        jti: facts.jti,
+        tlsSerial: tlsSerialHex(serials),
+        sshSerial: serials.ssh.toString(),
+        // What the certificates will say: whole seconds.
+        expiresAtMs: Math.floor(notAfterMs / 1000) * 1000,
+      });
+      botInstance = { id: record.botInstanceId, generation: record.generation };
+    }
     const issued = snapshot.authority.issueBotCertificates({
       botName: bot.name,
       roles: bot.roles,
@@ -235,6 +313,8 @@ export class JoinService {
       sshPublicKey,
       notBeforeMs,
       notAfterMs,
+      serials,
+      ...(botInstance === undefined ? {} : { botInstance }),
     });
     const trusted = snapshot.authority.trusted();
     return {
@@ -248,7 +328,24 @@ export class JoinService {
       tlsCaCerts: trusted.tlsCaCerts,
       sshCaKeys: trusted.sshCaKeys,
       attributes,
+      botInstance,
     };
+  }
+
+  /**
+   * A refusal after the proof verified joins the history of the pod's instance, if it has one:
+   * the operator sees a locked or otherwise refused pod in `kube-join instances show`. Not
+   * awaited; a store outage is not a refusal worth writing down.
+   */
+  #noteRefused(request: JoinRequest, trace: Trace, nowMs: number, error: JoinError): void {
+    const facts = trace.attributes?.instance;
+    const botName = trace.botName;
+    if (facts === undefined || botName === undefined || error.code === "store_unavailable") return;
+    const ledger = this.#options.instances?.();
+    ledger?.noteRefused(
+      { botName, tokenName: request.tokenName, podUid: facts.uid },
+      { atMs: nowMs, remoteAddress: request.remoteAddr, jti: facts.jti, result: error.code },
+    );
   }
 
   #asJoinError(err: unknown, stage: string): JoinError {
@@ -257,6 +354,7 @@ export class JoinService {
     return new JoinError("internal", INTERNAL_MESSAGE);
   }
 
+  /** Reports a failed attempt: to the audit trail without waiting, and to the listeners. */
   #emit(
     request: Pick<JoinRequest, "remoteAddr"> & { readonly tokenName: string | undefined },
     trace: Trace,
@@ -264,7 +362,21 @@ export class JoinService {
     nowMs: number,
     outcome: JoinAttempt["outcome"],
   ): void {
-    const attempt: JoinAttempt = {
+    const attempt = this.#attempt(request, trace, started, nowMs, outcome);
+    // A refusal gives nothing away, so it need not wait for its line; a lost one is counted
+    // by the trail itself.
+    this.#options.auditTrail?.record(attempt).catch(() => {});
+    this.#notify(attempt);
+  }
+
+  #attempt(
+    request: Pick<JoinRequest, "remoteAddr"> & { readonly tokenName: string | undefined },
+    trace: Trace,
+    started: bigint,
+    nowMs: number,
+    outcome: JoinAttempt["outcome"],
+  ): JoinAttempt {
+    return {
       time: new Date(nowMs),
       remoteAddr: request.remoteAddr,
       tokenName: request.tokenName,
@@ -275,11 +387,14 @@ export class JoinService {
       durationSeconds: Number(process.hrtime.bigint() - started) / 1e9,
       outcome,
     };
+  }
+
+  #notify(attempt: JoinAttempt): void {
     for (const listener of this.#listeners) {
       try {
         listener(attempt);
       } catch (err) {
-        // A failing listener (say, a full disk under the audit file) never fails the join.
+        // A failing listener (metrics) never fails the join.
         this.#options.onInternalError?.(err, { stage: "listener" });
       }
     }

@@ -3,6 +3,9 @@ import { LRUCache } from "lru-cache";
 import { isPlainObject } from "../lib/plain-object.ts";
 
 /** Signature algorithms a service-account JWT may use. Everything else (none, HS*) is refused. */
+/** Keys a JWKS may hold: kube-apiserver publishes one per service-account signing key. */
+export const MAX_JWKS_KEYS = 100;
+
 export const ALLOWED_ALGORITHMS = [
   "RS256",
   "RS384",
@@ -128,6 +131,16 @@ function parseJwksText(text: string): JwksParseResult {
   }
   if (!isPlainObject(doc) || !Array.isArray(doc["keys"])) {
     return { ok: false, problems: ['must be a JSON object with a "keys" array (a JWKS)'] };
+  }
+  if (doc["keys"].length > MAX_JWKS_KEYS) {
+    // Refused before any key is imported: an oidc issuer's answer (up to 1 MiB) could otherwise
+    // hold thousands of keys, each imported on every refresh.
+    return {
+      ok: false,
+      problems: [
+        `holds ${doc["keys"].length} keys; at most ${MAX_JWKS_KEYS} are accepted (a cluster publishes a handful)`,
+      ],
+    };
   }
   const problems: string[] = [];
   const warnings: string[] = [];

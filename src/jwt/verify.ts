@@ -20,6 +20,19 @@ export interface ExpectedClaims {
   readonly issuer?: string;
 }
 
+/** Bounds on the work one token may cost (each signature check is CPU its sender gets for free). */
+export interface VerifyLimits {
+  /**
+   * Keys tried for a JWT that names no `kid` (kube < 1.16), in JWKS order; a JWKS with more keys
+   * of the token's algorithm than this makes such a token `jwt_signature_invalid` unless one of
+   * the first ones verifies it. Default {@link DEFAULT_MAX_KEYS_WITHOUT_KID}.
+   */
+  readonly maxKeysWithoutKid?: number | undefined;
+}
+
+/** Keys tried for a JWT without a kid unless the service is configured otherwise. */
+export const DEFAULT_MAX_KEYS_WITHOUT_KID = 4;
+
 /** Tokens larger than this are refused before anything is decoded. */
 export const MAX_JWT_LENGTH = 16 * 1024;
 /** Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds. */
@@ -88,7 +101,8 @@ export interface VerifiedJwt {
  * Checks, in this order, each with its own code (see docs/verification.md):
  * 1. size <= 16 KiB, compact JWS, header and claims JSON objects, no `crit`: `jwt_malformed`;
  * 2. `alg` asymmetric and fitting the key: `jwt_algorithm_not_allowed`;
- * 3. a key (by `kid`, or every key when kid is empty or absent) verifies: `jwt_signature_invalid`;
+ * 3. a key (by `kid`, or when kid is empty or absent one of the first
+ *    `limits.maxKeysWithoutKid` keys of the token's algorithm) verifies: `jwt_signature_invalid`;
  * 4. `aud` contains `expected.audience`: `jwt_audience_mismatch`; `iss` equals `expected.issuer`
  *    when set: `jwt_issuer_mismatch`;
  * 5. time, 10 s leeway: `jwt_expired`, `jwt_not_yet_valid`;
@@ -104,6 +118,7 @@ export function verifyJwt(
   keys: KeySet,
   expected: ExpectedClaims,
   nowMs: number,
+  limits: VerifyLimits = {},
 ): VerifiedJwt {
   if (typeof expected.audience !== "string" || expected.audience === "") {
     throw new TypeError("expected.audience must be a non-empty string");
@@ -143,13 +158,21 @@ export function verifyJwt(
       `no trusted key has kid ${describeKid(token.kid as string)} (was the cluster's signing key rotated?)`,
     );
   }
-  if (!candidates.some((k) => verifyWith(k, alg, token.signingInput, token.signature))) {
-    throw new JoinError(
-      "jwt_signature_invalid",
-      kidNamed
-        ? `the signature does not verify with the trusted key of kid ${describeKid(token.kid as string)}`
-        : `the token names no kid and none of the ${candidates.length} trusted ${alg} key(s) verifies its signature`,
-    );
+  // At most `maxKeysWithoutKid` signature checks for a token without a kid: otherwise anyone who
+  // reaches the port makes the service check one bad signature per key of the JWKS. A named kid
+  // selects one key (duplicate kids are refused when the JWKS is parsed); the bound holds anyway.
+  const maxTried = limits.maxKeysWithoutKid ?? DEFAULT_MAX_KEYS_WITHOUT_KID;
+  const tried = candidates.length > maxTried ? candidates.slice(0, maxTried) : candidates;
+  if (!tried.some((k) => verifyWith(k, alg, token.signingInput, token.signature))) {
+    let message: string;
+    if (kidNamed) {
+      message = `the signature does not verify with the trusted key of kid ${describeKid(token.kid as string)}`;
+    } else if (tried.length < candidates.length) {
+      message = `the token names no key id (kid) and the JWKS has ${candidates.length} ${alg} keys, more than the ${tried.length} tried for a token without one; none of those verifies its signature (kube-apiserver >= 1.16 names the key)`;
+    } else {
+      message = `the token names no kid and none of the ${candidates.length} trusted ${alg} key(s) verifies its signature`;
+    }
+    throw new JoinError("jwt_signature_invalid", message);
   }
 
   // 4. Audience, then issuer (oidc).

@@ -31,6 +31,25 @@ export interface JoinAttributes {
    * {@link encodeCertificateJoinAttributes} completes with the token's `meta`.
    */
   readonly certificateMember: string;
+  /** The joining instance, as the bot-instance store records it and locks match it. */
+  readonly instance: InstanceFacts;
+}
+
+/**
+ * What identifies one instance of a bot and describes it in the store (docs/store.md). The
+ * store's columns are Kubernetes' words; another method would map its own facts onto them.
+ */
+export interface InstanceFacts {
+  /** Stable across one instance's renewals and unique to it: for Kubernetes, the pod UID. */
+  readonly uid: string;
+  /** The token's type within its method (`static_jwks`, `oidc`). */
+  readonly joinType: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly podName: string;
+  readonly nodeName: string | undefined;
+  /** The proof's own id (`jti`), for the history: which token a join presented. */
+  readonly jti: string | undefined;
 }
 
 /**
@@ -61,6 +80,8 @@ export interface AuthenticateContext {
   /** Receives unexpected errors (bugs, I/O) with context; never sent to the caller. */
   readonly onInternalError:
     ((err: unknown, context: { readonly stage: string }) => void) | undefined;
+  /** Keys tried for a JWT proof that names no key id (`max_keys_without_kid`); default 4. */
+  readonly maxKeysWithoutKid?: number | undefined;
 }
 
 /** Filled by a method as it goes, for the join attempt's event (also when it then refuses). */

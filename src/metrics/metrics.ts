@@ -9,6 +9,7 @@
  * The list, with types and labels, is in docs/operations.md.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { LOCK_TARGET_FIELDS } from "../locks/lock.ts";
 import { ERROR_CODES } from "../errors.ts";
 import type { JoinAttempt, JoinListener } from "../join/events.ts";
 
@@ -25,6 +26,12 @@ export interface Metrics {
   setResourcesLoaded(counts: { bot: number; token: number }): void;
   /** Counts one request refused by the per-client rate limit. */
   recordRateLimited(): void;
+  /** A write to the bot-instance store failed (the join got `store_unavailable`). */
+  recordStoreWriteFailure(): void;
+  /** Whether the store takes writes (1) or not (0) since the last write. */
+  setStoreUp(up: boolean): void;
+  /** Expired bot instances removed by a sweep. */
+  recordInstancesSwept(count: number): void;
   /** The number of entries in the verified-token cache now. */
   setCacheEntries(n: number): void;
   /** Counts one fetch of an `oidc` token's issuer keys (discovery + JWKS) by result. */
@@ -34,6 +41,10 @@ export interface Metrics {
    * fetch of a new issuer already shows in `increase()` (a series born at 1 shows no increase).
    */
   declareOidcIssuers(issuers: Iterable<string>): void;
+  /** Counts audit lines that could not be written. */
+  recordAuditWriteFailures(lines: number): void;
+  /** Whether the audit trail can be written now. */
+  setAuditSinkHealthy(healthy: boolean): void;
   /** The age of the key set kube-join holds for an `oidc` issuer. */
   setKeySetAge(issuer: string, seconds: number): void;
   /**
@@ -150,6 +161,27 @@ export function createMetrics(): Metrics {
     help: "Requests refused by the per-client rate limit.",
     registers: [registry],
   });
+  const lockedJoins = new Counter({
+    name: `${PREFIX}locked_joins_total`,
+    help: "Joins refused with join_locked, by the first target field of the lock that matched.",
+    labelNames: ["target"],
+    registers: [registry],
+  });
+  const storeWriteFailures = new Counter({
+    name: `${PREFIX}store_write_failures_total`,
+    help: "Bot-instance records the store could not write; each join got store_unavailable.",
+    registers: [registry],
+  });
+  const storeUp = new Gauge({
+    name: `${PREFIX}store_up`,
+    help: "1 while the store takes writes, 0 from a failed write until the next good one.",
+    registers: [registry],
+  });
+  const instancesSwept = new Counter({
+    name: `${PREFIX}bot_instances_swept_total`,
+    help: "Bot instances removed by the sweep after their certificates expired.",
+    registers: [registry],
+  });
   const keyFetches = new Counter({
     name: `${PREFIX}oidc_key_fetches_total`,
     help: "Fetches of an oidc issuer's discovery document and JWKS, by issuer and result.",
@@ -193,6 +225,16 @@ export function createMetrics(): Metrics {
     help: "1 when the most recent load or reload of the resources succeeded, 0 when it failed.",
     registers: [registry],
   });
+  const auditFailures = new Counter({
+    name: `${PREFIX}audit_write_failures_total`,
+    help: "Audit lines that could not be written (their joins were refused unless audit.on_failure is continue).",
+    registers: [registry],
+  });
+  const auditHealthy = new Gauge({
+    name: `${PREFIX}audit_sink_healthy`,
+    help: "1 while the audit trail can be written, 0 while it fails (the service is then not ready).",
+    registers: [registry],
+  });
 
   // Series that exist from the start, so `rate()` and alerts see a zero instead of nothing.
   attempts.inc({ result: "success", code: SUCCESS_CODE }, 0);
@@ -205,6 +247,12 @@ export function createMetrics(): Metrics {
   cacheEntries.set(0);
   rateLimited.inc(0);
   ready.set(0);
+  auditFailures.inc(0);
+  auditHealthy.set(1);
+  for (const target of LOCK_TARGET_FIELDS) lockedJoins.inc({ target }, 0);
+  storeWriteFailures.inc(0);
+  storeUp.set(1);
+  instancesSwept.inc(0);
 
   const scrapeHooks: Array<() => void> = [];
 
@@ -219,6 +267,9 @@ export function createMetrics(): Metrics {
       certificates.inc({ type: "ssh" });
     }
     if (attempt.cache !== undefined) cacheLookups.inc({ result: attempt.cache });
+    if (!outcome.ok && outcome.lock !== undefined) {
+      lockedJoins.inc({ target: outcome.lock.targetField });
+    }
   };
 
   return {
@@ -243,6 +294,15 @@ export function createMetrics(): Metrics {
     recordRateLimited() {
       rateLimited.inc();
     },
+    recordStoreWriteFailure() {
+      storeWriteFailures.inc();
+    },
+    setStoreUp(up) {
+      storeUp.set(up ? 1 : 0);
+    },
+    recordInstancesSwept(count) {
+      instancesSwept.inc(count);
+    },
     setCacheEntries(n) {
       cacheEntries.set(n);
     },
@@ -253,6 +313,12 @@ export function createMetrics(): Metrics {
       for (const issuer of issuers) {
         for (const result of ["success", "failure"]) keyFetches.inc({ issuer, result }, 0);
       }
+    },
+    recordAuditWriteFailures(lines) {
+      auditFailures.inc(lines);
+    },
+    setAuditSinkHealthy(healthy) {
+      auditHealthy.set(healthy ? 1 : 0);
     },
     setKeySetAge(issuer, seconds) {
       keySetAge.set({ issuer }, seconds);

@@ -25,12 +25,12 @@ if ((workerData as LoadWorkerData).background) {
 }
 
 // Requests come one at a time (the loader waits for `done`), so they never interleave.
-parentPort?.on("message", ({ id, files }: ParseRequest) => {
+parentPort?.on("message", ({ id, files, nowMs }: ParseRequest) => {
   void (async () => {
     // One transferable key set per KeySet of this request (shared within each message).
     const shared = new Map<KeySet, KeySetInTransit>();
     for (const file of files) {
-      const loaded = await loadFile(file);
+      const loaded = await loadFile(file, nowMs);
       const answer: ParseAnswer = {
         id,
         file: file.file,

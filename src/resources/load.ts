@@ -1,11 +1,13 @@
 /**
- * Loads bot and token resources (`tctl create` style YAML) and validates them as a whole:
+ * Loads bot, token and lock resources (`tctl create` style YAML) and validates them as a whole:
  * all-or-nothing, every problem reported as `file:line:col: field.path: message`.
  */
 import { readFile, readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../errors.ts";
+import type { Lock } from "../locks/lock.ts";
 import { readBot } from "./bot.ts";
+import { readLock } from "./lock.ts";
 import { isPlainObject } from "../lib/plain-object.ts";
 import { Diagnostics, FieldReader, describe, inFileOrder } from "../yaml/field-reader.ts";
 import { readToken } from "./token.ts";
@@ -19,7 +21,8 @@ export interface ResourceText {
 }
 
 /** The kinds kube-join loads, with the one version each must have. */
-const VERSION_OF_KIND = { bot: "v1", token: "v2" } as const;
+const VERSION_OF_KIND = { bot: "v1", token: "v2", lock: "v2" } as const;
+type Kind = keyof typeof VERSION_OF_KIND;
 
 /** A resource file larger than this is refused unread (resource files are small). */
 const MAX_FILE_BYTES = 4 * 1024 * 1024;
@@ -117,13 +120,13 @@ export async function readResourceFile(file: string): Promise<Buffer | string> {
 }
 
 /**
- * One `kind: bot` or `kind: token` document of a file, validated on its own: everything the checks
- * across files (unique names, `bot_name` references) need, so a file that did not change between
- * two loads is never read again (see `ResourceLoader`).
+ * One `kind: bot`, `token` or `lock` document of a file, validated on its own: everything the
+ * checks across files (unique names, `bot_name` references) need, so a file that did not change
+ * between two loads is never parsed again (see `ResourceLoader`).
  */
 export interface ParsedDocument {
   /** The kind, when kube-join loads it (undefined: skipped with a warning, or a problem). */
-  readonly kind: "bot" | "token" | undefined;
+  readonly kind: Kind | undefined;
   /** `metadata.name` when it is a non-empty string, valid or not (a duplicate is reported anyway). */
   readonly name: string | undefined;
   /** Where `metadata.name` is (or would be) written. */
@@ -131,6 +134,7 @@ export interface ParsedDocument {
   /** The valid resource, when the document had no problem. */
   readonly bot?: Bot | undefined;
   readonly token?: JoinToken | undefined;
+  readonly lock?: Lock | undefined;
   /** A token's non-empty string `spec.bot_name`, checked against the bots of the whole set. */
   readonly botRef?: { readonly name: string; readonly position: SourcePosition } | undefined;
   /** This document's own problems, formatted (`file:line:col: path: message`). */
@@ -145,16 +149,26 @@ export interface ParsedFile {
   /** YAML warnings and the documents' warnings, in file order. */
   readonly warnings: readonly string[];
   readonly documents: readonly ParsedDocument[];
+  /**
+   * Whether what this file parsed to depends on the time of the load (a lock's `expires` that
+   * has passed is a warning): such a file is parsed again on every load, never reused.
+   */
+  readonly timeDependent: boolean;
 }
 
 /**
  * Parses and validates the documents of one file, without the checks that need the other files
  * (names unique across the set, `bot_name` naming a loaded bot): `assembleResourceSet` does those.
  */
-export function parseResourceFile(file: string, text: string): ParsedFile {
+export function parseResourceFile(
+  file: string,
+  text: string,
+  nowMs: number = Date.now(),
+): ParsedFile {
   const stream = parseYamlDocuments(file, text);
   const warnings: string[] = [...stream.warnings];
   const documents: ParsedDocument[] = [];
+  let timeDependent = false;
   for (const source of stream.documents) {
     if (source.value === null || source.value === undefined) continue; // empty document
     const diagnostics = new Diagnostics();
@@ -184,12 +198,15 @@ export function parseResourceFile(file: string, text: string): ParsedFile {
             ? { name: botName, position: source.positionOf(["spec", "bot_name"]) }
             : undefined;
         parsed = { kind, name: nameOf(doc), namePosition, token, botRef };
+      } else if (kind === "lock") {
+        timeDependent = true;
+        parsed = { kind, name: nameOf(doc), namePosition, lock: readLock(r, doc, nowMs) };
       }
     }
     warnings.push(...diagnostics.warnings);
     documents.push({ ...parsed, problems: diagnostics.problems });
   }
-  return { file, problems: stream.problems, warnings, documents };
+  return { file, problems: stream.problems, warnings, documents, timeDependent };
 }
 
 /**
@@ -203,8 +220,11 @@ export function parseResourceFile(file: string, text: string): ParsedFile {
  *   const set = parseResources([{ file: "bot.yaml", text }, { file: "bot-token.yaml", text: t }]);
  *   set.tokens.get("example-bot")?.kubernetes?.type; // "static_jwks"
  */
-export function parseResources(sources: readonly ResourceText[]): ResourceSet {
-  return assembleResourceSet(sources.map(({ file, text }) => parseResourceFile(file, text)));
+export function parseResources(
+  sources: readonly ResourceText[],
+  nowMs: number = Date.now(),
+): ResourceSet {
+  return assembleResourceSet(sources.map(({ file, text }) => parseResourceFile(file, text, nowMs)));
 }
 
 /**
@@ -246,9 +266,11 @@ function* assemblySteps(files: readonly ParsedFile[]): Generator<void, ResourceS
   const warnings: string[] = [];
   const bots = new Map<string, Bot>();
   const tokens = new Map<string, JoinToken>();
+  const locks = new Map<string, Lock>();
   // Names seen, valid or not, so a duplicate is reported even when the first copy had problems.
   const botNames = new Map<string, SourcePosition>();
   const tokenNames = new Map<string, SourcePosition>();
+  const lockNames = new Map<string, SourcePosition>();
   const botRefs: { readonly name: string; readonly position: SourcePosition }[] = [];
 
   for (const parsed of files) {
@@ -257,7 +279,7 @@ function* assemblySteps(files: readonly ParsedFile[]): Generator<void, ResourceS
     for (const doc of parsed.documents) {
       const { kind, name } = doc;
       if (kind !== undefined && name !== undefined) {
-        const names = kind === "bot" ? botNames : tokenNames;
+        const names = kind === "bot" ? botNames : kind === "token" ? tokenNames : lockNames;
         const first = names.get(name);
         if (first !== undefined) {
           problems.push(
@@ -271,6 +293,7 @@ function* assemblySteps(files: readonly ParsedFile[]): Generator<void, ResourceS
           names.set(name, doc.namePosition);
           if (doc.bot !== undefined) bots.set(doc.bot.name, doc.bot);
           if (doc.token !== undefined) tokens.set(doc.token.name, doc.token);
+          if (doc.lock !== undefined) locks.set(doc.lock.name, doc.lock);
         }
       }
       problems.push(...doc.problems);
@@ -298,15 +321,15 @@ function* assemblySteps(files: readonly ParsedFile[]): Generator<void, ResourceS
 
   const fileNames = files.map((f) => f.file);
   if (problems.length > 0) throw new ConfigError(inFileOrder(problems, fileNames));
-  return { bots, tokens, warnings, files: fileNames };
+  return { bots, tokens, locks, warnings, files: fileNames };
 }
 
 /** Checks `kind` and `version`; returns the kind when kube-join loads it. */
-function readKind(r: FieldReader, doc: Record<string, unknown>): "bot" | "token" | undefined {
-  const kind = r.requiredString(["kind"], doc["kind"], 'must be set ("bot" or "token")');
+function readKind(r: FieldReader, doc: Record<string, unknown>): Kind | undefined {
+  const kind = r.requiredString(["kind"], doc["kind"], 'must be set ("bot", "token" or "lock")');
   if (kind === undefined) return undefined;
-  if (kind !== "bot" && kind !== "token") {
-    if (kind.toLowerCase() === "bot" || kind.toLowerCase() === "token") {
+  if (!isKind(kind)) {
+    if (isKind(kind.toLowerCase())) {
       r.error(
         ["kind"],
         `must be ${JSON.stringify(kind.toLowerCase())} (lowercase), got ${JSON.stringify(kind)}`,
@@ -331,6 +354,10 @@ function readKind(r: FieldReader, doc: Record<string, unknown>): "bot" | "token"
     return undefined;
   }
   return kind;
+}
+
+function isKind(kind: string): kind is Kind {
+  return Object.hasOwn(VERSION_OF_KIND, kind);
 }
 
 function nameOf(doc: Record<string, unknown>): string | undefined {

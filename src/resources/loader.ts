@@ -46,6 +46,8 @@ export interface LoadOptions {
    * while joins are served. Start-up and `kube-join check` parse at full priority.
    */
   readonly background?: boolean;
+  /** The time of the load, milliseconds since the epoch (a lock's `expires`); default now. */
+  readonly nowMs?: number;
 }
 
 export class ResourceLoader {
@@ -69,16 +71,18 @@ export class ResourceLoader {
     const started = performance.now();
     const found = await findResourceFiles(paths);
     const problems = [...found.problems];
-    const files: FileToLoad[] = found.files.map((file) => ({
-      file,
-      knownHash: this.#parsed.get(file)?.hash,
-    }));
+    const nowMs = options.nowMs ?? Date.now();
+    const files: FileToLoad[] = found.files.map((file) => {
+      const known = this.#parsed.get(file);
+      // A file whose parse depends on the time (locks) is parsed again on every load.
+      return { file, knownHash: known?.parsed.timeDependent === true ? undefined : known?.hash };
+    });
     // In workers, even the reading: 10,000 tokens are 11 MB of text, whose buffers would stay on
     // this thread's heap until a collection (RSS 60 MiB higher after ten reads, measured).
     const loaded =
       options.workers > 0
-        ? await this.#workers.load(files, options, this.#pool)
-        : await loadHere(files);
+        ? await this.#workers.load(files, options, nowMs, this.#pool)
+        : await loadHere(files, nowMs);
     const next = new Map<string, { readonly hash: string; readonly parsed: ParsedFile }>();
     const order: string[] = [];
     let parsedCount = 0;
@@ -140,19 +144,25 @@ export type FileLoaded =
  * Reads one file and parses it unless its sha256 is `knownHash` (`parsed` is then undefined):
  * what a load worker does per file, and this thread when there are no workers.
  */
-export async function loadFile({ file, knownHash }: FileToLoad): Promise<FileLoaded> {
+export async function loadFile(
+  { file, knownHash }: FileToLoad,
+  nowMs: number,
+): Promise<FileLoaded> {
   const read = await readResourceFile(file);
   if (typeof read === "string") return { problem: read };
   const hash = createHash("sha256").update(read).digest("base64url");
   if (hash === knownHash) return { hash, parsed: undefined };
-  return { hash, parsed: parseResourceFile(file, read.toString("utf8")) };
+  return { hash, parsed: parseResourceFile(file, read.toString("utf8"), nowMs) };
 }
 
-async function loadHere(files: readonly FileToLoad[]): Promise<Map<string, FileLoaded>> {
+async function loadHere(
+  files: readonly FileToLoad[],
+  nowMs: number,
+): Promise<Map<string, FileLoaded>> {
   const out = new Map<string, FileLoaded>();
   for (const file of files) {
     // Key sets are shared here by parseJwks itself (its results are kept by JWKS text).
-    out.set(file.file, await loadFile(file));
+    out.set(file.file, await loadFile(file, nowMs));
     await new Promise((resolve) => setImmediate(resolve));
   }
   return out;
@@ -168,6 +178,7 @@ export interface LoadWorkerData {
 export interface ParseRequest {
   readonly id: number;
   readonly files: readonly FileToLoad[];
+  readonly nowMs: number;
 }
 
 /** What a load worker answers: one message per file, in the order given, then `done`. */
@@ -209,6 +220,7 @@ class LoadWorkers {
   async load(
     files: readonly FileToLoad[],
     options: LoadOptions,
+    nowMs: number,
     pool: KeySetPool,
   ): Promise<Map<string, FileLoaded>> {
     const out = new Map<string, FileLoaded>();
@@ -229,7 +241,7 @@ class LoadWorkers {
     const batches = taken.map((_, w) => files.filter((_, i) => i % count === w));
     const results = await Promise.allSettled(
       taken.map((worker, w) =>
-        this.#run(worker, batches[w]!, (file, loaded) =>
+        this.#run(worker, batches[w]!, nowMs, (file, loaded) =>
           out.set(
             file,
             "problem" in loaded
@@ -258,6 +270,7 @@ class LoadWorkers {
   #run(
     worker: Worker,
     files: readonly FileToLoad[],
+    nowMs: number,
     onLoaded: (file: string, loaded: FileLoadedInTransit) => void,
   ): Promise<void> {
     const id = ++this.#nextId;
@@ -287,7 +300,7 @@ class LoadWorkers {
       worker.on("message", onMessage);
       worker.once("error", onError);
       worker.once("exit", onExit);
-      const request: ParseRequest = { id, files };
+      const request: ParseRequest = { id, files, nowMs };
       worker.postMessage(request);
     });
   }

@@ -1,3 +1,4 @@
+import type { Lock } from "../locks/lock.ts";
 import type { PreparedJoin } from "../methods/join-method.ts";
 import type { SourcePosition } from "../yaml/yaml-source.ts";
 
@@ -35,6 +36,8 @@ export interface JoinToken {
 export interface ResourceSet {
   readonly bots: ReadonlyMap<string, Bot>;
   readonly tokens: ReadonlyMap<string, JoinToken>;
+  /** `kind: lock` resources: enforced with the store's locks (see `src/locks/lock.ts`). */
+  readonly locks: ReadonlyMap<string, Lock>;
   /** Non-fatal notes (other kinds skipped, JWK with use != sig skipped), formatted like problems. */
   readonly warnings: readonly string[];
   /** The files that were read, for watching. */

@@ -8,7 +8,7 @@ import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { createSecureContext } from "node:tls";
-import { createAuditLog, type AuditLog } from "../audit/audit.ts";
+import { openAuditTrail, type AuditTrail } from "../audit/audit.ts";
 import { loadOrCreateAuthority } from "../ca/authority.ts";
 import { isLoopbackHost, type ListenAddress, type ServiceConfig } from "../config/config.ts";
 import { ConfigError } from "../errors.ts";
@@ -25,7 +25,9 @@ import {
   type StatusPage,
 } from "../http/status-page.ts";
 import { RateLimiter } from "../http/rate-limit.ts";
+import { InstanceLedger } from "../join/instance-ledger.ts";
 import { JoinService } from "../join/join.ts";
+import { LockWatcher } from "../join/lock-watcher.ts";
 import { OidcKeySource, type OidcKeyLookup } from "../jwt/oidc.ts";
 import type { Logger } from "../log.ts";
 import type { VerifiedProof } from "../methods/join-method.ts";
@@ -34,12 +36,16 @@ import { VerifiedTokenCache } from "../methods/verified-token-cache.ts";
 import { createMetrics, type Metrics } from "../metrics/metrics.ts";
 import { ResourceLoader } from "../resources/loader.ts";
 import type { ResourceSet } from "../resources/types.ts";
+import { openStore } from "../store/open-store.ts";
+import type { Store } from "../store/store.ts";
+import { startInstanceSweeper, type Sweeper } from "./instance-sweeper.ts";
 import { ResourceReloader, type ReloadOutcome } from "./reloader.ts";
 import { ServiceState } from "./state.ts";
 
-/** Time allowed for a request's headers, and for the whole request, on both listeners. */
-export const HEADERS_TIMEOUT_MS = 10_000;
-export const REQUEST_TIMEOUT_MS = 30_000;
+/** How often node:http enforces `headers_timeout` and `request_timeout`. */
+export const CONNECTIONS_CHECKING_INTERVAL_MS = 1_000;
+/** Prometheus and the kubelet's probes need a handful. */
+const DIAG_MAX_CONNECTIONS = 64;
 /** Worker threads parsing the resources at start-up, at most (fewer on fewer cores). */
 const STARTUP_LOAD_WORKERS = 2;
 
@@ -62,7 +68,8 @@ export interface StartOptions {
 }
 
 /**
- * Starts the service: listeners first (so `/healthz` answers and joins get `not_ready` while the
+ * Starts the service: the audit trail first (a path that cannot be opened stops the start under
+ * `audit.on_failure: refuse`, before any port is bound or CA key made), then listeners (so `/healthz` answers and joins get `not_ready` while the
  * CA is generated), then CA and resources. Rejects (after closing what it opened) when the CA or
  * the resources cannot be loaded, or a port cannot be bound.
  */
@@ -70,7 +77,25 @@ export async function startJoinService(
   config: ServiceConfig,
   options: StartOptions,
 ): Promise<RunningService> {
-  const parts = buildService(config, options);
+  const audit = await openAuditTrail({
+    file: config.audit.file,
+    onFailure: config.audit.onFailure,
+    logger: options.log,
+  });
+  if (!audit.healthy) {
+    options.log.warn(
+      { file: config.audit.file },
+      "audit.on_failure is continue: serving without an audit trail until the file can be opened; not ready meanwhile",
+    );
+  }
+  let parts: ServiceParts;
+  try {
+    parts = buildService(config, options, audit);
+  } catch (err) {
+    // A TLS pair that does not load: the audit file opened above must not stay open.
+    await audit.close();
+    throw err;
+  }
   let reloader: ResourceReloader | undefined;
   try {
     const urls = await listenAll(parts, config, options.log);
@@ -82,6 +107,10 @@ export async function startJoinService(
         cluster_name: config.clusterName,
         bots: parts.state.resources?.bots.size,
         tokens: parts.state.resources?.tokens.size,
+        store:
+          parts.store.store === undefined
+            ? undefined
+            : `${parts.store.store.engine} ${parts.store.store.location}`,
       },
       "kube-join ready",
     );
@@ -93,12 +122,22 @@ export async function startJoinService(
   }
 }
 
+/** The store and what runs on it; filled by `loadAndWatch`, closed by `closeAll`. */
+interface StoreParts {
+  store: Store | undefined;
+  ledger: InstanceLedger | undefined;
+  watcher: LockWatcher | undefined;
+  sweeper: Sweeper | undefined;
+}
+
 /** Everything a running service is made of, built without I/O but for the audit file. */
 interface ServiceParts {
   readonly state: ServiceState;
   readonly metrics: Metrics;
+  readonly store: StoreParts;
   readonly joinServer: Server | HttpsServer;
   readonly diagServer: Server;
+  readonly audit: AuditTrail;
   /** Set when shutdown starts: the join listener then answers `Connection: close`. */
   readonly markShuttingDown: () => void;
   /** Counts a load or reload and keeps it (and the last good one) for the status page. */
@@ -107,13 +146,19 @@ interface ServiceParts {
 }
 
 /** Wires state, metrics, audit, caches, the oidc key source, the join service and both apps. */
-function buildService(config: ServiceConfig, options: StartOptions): ServiceParts {
+function buildService(
+  config: ServiceConfig,
+  options: StartOptions,
+  audit: AuditTrail,
+): ServiceParts {
   const { log } = options;
   const now = options.now ?? Date.now;
   const state = new ServiceState();
   const metrics = createMetrics();
-  const audit: AuditLog = createAuditLog({ file: config.audit.file, logger: log });
   const startedAt = new Date(now());
+  audit.onWriteFailures((lines) => metrics.recordAuditWriteFailures(lines));
+  audit.onHealthChange((healthy) => metrics.setAuditSinkHealthy(healthy));
+  metrics.setAuditSinkHealthy(audit.healthy);
   const cache = new VerifiedTokenCache<VerifiedProof>({ maxEntries: config.cache.maxEntries, now });
   const rateLimiter = new RateLimiter({ ...config.rateLimit, now });
   metrics.setCacheCapacity(config.cache.maxEntries);
@@ -129,20 +174,29 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
   metrics.onScrape(() => {
     metrics.setCacheEntries(cache.size);
     metrics.setRateLimiterClients(rateLimiter.clients, rateLimiter.capacity);
-    metrics.setReady(state.ready);
+    metrics.setReady(state.ready && audit.healthy);
     for (const [issuer, age] of oidc.keySetAges()) metrics.setKeySetAge(issuer, age);
   });
   const onInternalError = (err: unknown, context: { readonly stage: string }): void => {
     log.error({ err, stage: context.stage }, "unexpected error while serving a request");
   };
+  const storeParts: StoreParts = {
+    store: undefined,
+    ledger: undefined,
+    watcher: undefined,
+    sweeper: undefined,
+  };
   const joins = new JoinService({
+    instances: () => storeParts.ledger,
     clusterName: config.clusterName,
     certs: config.certs,
     snapshot: () => state.snapshot,
     now,
     cache,
     oidcKeys,
-    listeners: [metrics.onJoin, audit.onJoin],
+    listeners: [metrics.onJoin],
+    auditTrail: audit,
+    maxKeysWithoutKid: config.maxKeysWithoutKid,
     onInternalError,
   });
   let shuttingDown = false;
@@ -170,12 +224,13 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
     if (state.authority === undefined)
       notReady.push("The certificate authority is not loaded yet.");
     if (state.resources === undefined) notReady.push("The resources are not loaded yet.");
+    if (!audit.healthy) notReady.push("The audit trail cannot be written.");
     if (shuttingDown) notReady.push("Shutting down: requests in flight are finishing.");
     return {
       title: config.clusterName,
       now: at,
       sections: [
-        readinessSection({ ready: state.ready, reasons: notReady, startedAt }, at),
+        readinessSection({ ready: state.ready && audit.healthy, reasons: notReady, startedAt }, at),
         reloadSection(lastReload, lastGoodReload, at),
         joinCountsSection(await metrics.attemptCounts(), startedAt),
         resourcesSection(state.resources, at, new Map(oidc.keySetAges())),
@@ -183,24 +238,45 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
       ],
     };
   };
-  const diagApp = createDiagApp({ metrics, isReady: () => state.ready, logger: log, status });
+  const diagApp = createDiagApp({
+    metrics,
+    isReady: () => state.ready && audit.healthy,
+    notReadyMessage: () =>
+      state.ready
+        ? "The audit trail cannot be written."
+        : "Resources or the certificate authority are not loaded yet.",
+    logger: log,
+    status,
+  });
 
   const tlsFiles = config.tls;
+  // A join is milliseconds of work on a body of at most 64 KiB: a client that dribbles its
+  // headers or body (slowloris) is cut off long before Node's 60 s / 300 s defaults. Node checks
+  // these deadlines every `connectionsCheckingInterval` (30 s by default, which let a 10 s
+  // deadline run to 39 s): once a second keeps them to within about a second.
+  const timeouts = {
+    headersTimeout: config.headersTimeoutMs,
+    requestTimeout: config.requestTimeoutMs,
+    connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
+  };
   const joinServer: Server | HttpsServer =
-    tlsFiles === undefined ? createHttpServer(app) : createHttpsServer(readTlsFiles(tlsFiles), app);
-  const diagServer = createHttpServer(diagApp);
+    tlsFiles === undefined
+      ? createHttpServer(timeouts, app)
+      : createHttpsServer({ ...timeouts, ...readTlsFiles(tlsFiles) }, app);
+  const diagServer = createHttpServer(timeouts, diagApp);
   const servers = [joinServer, diagServer];
-  for (const server of servers) {
-    // A join is milliseconds of work on a body of at most 64 KiB: a client that dribbles its
-    // headers or body (slowloris) is cut off long before Node's 60 s / 300 s defaults.
-    server.headersTimeout = HEADERS_TIMEOUT_MS;
-    server.requestTimeout = REQUEST_TIMEOUT_MS;
-  }
+  // At the cap, node:http closes a new connection right after accepting it (cheap), while the
+  // connections already open, keep-alive clients among them, go on; file descriptors are kept for
+  // the audit file, the CA and resource reloads.
+  joinServer.maxConnections = config.maxConnections;
+  diagServer.maxConnections = DIAG_MAX_CONNECTIONS;
   return {
     state,
     metrics,
+    store: storeParts,
     joinServer,
     diagServer,
+    audit,
     markShuttingDown: () => {
       shuttingDown = true;
     },
@@ -211,6 +287,13 @@ function buildService(config: ServiceConfig, options: StartOptions): ServicePart
         servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
       );
       await audit.close();
+      storeParts.watcher?.stop();
+      storeParts.sweeper?.stop();
+      storeParts.ledger = undefined;
+      await storeParts.store?.close().catch((err: unknown) => {
+        log.warn({ err }, "closing the store failed");
+      });
+      storeParts.store = undefined;
     },
   };
 }
@@ -243,6 +326,7 @@ async function loadAndWatch(
   const { state, metrics } = parts;
   const { log } = options;
   const now = options.now ?? Date.now;
+  await openStoreParts(parts, config, log, now);
   const authority = await loadOrCreateAuthority({
     clusterName: config.clusterName,
     dataDir: config.dataDir,
@@ -261,6 +345,7 @@ async function loadAndWatch(
 
   const applyResources = (resources: ResourceSet, at: Date, reason: string): void => {
     state.setResources(resources);
+    parts.store.watcher?.setResourceLocks([...resources.locks.values()]);
     parts.recordReload({ at, ok: true, reason, problems: [] });
     metrics.setResourcesLoaded({ bot: resources.bots.size, token: resources.tokens.size });
     metrics.declareOidcIssuers(
@@ -324,6 +409,57 @@ async function loadAndWatch(
   return reloader;
 }
 
+/**
+ * Opens the store (a StoreOpenError stops start-up with its one-line message), reads its locks
+ * once, then keeps polling them; records instances through the ledger; sweeps expired ones.
+ */
+async function openStoreParts(
+  parts: ServiceParts,
+  config: ServiceConfig,
+  log: Logger,
+  now: () => number,
+): Promise<void> {
+  const { metrics } = parts;
+  const store = await openStore(config.store.backend, {
+    onIdleError: (err) => log.warn({ err }, "a store connection was lost; the pool reconnects"),
+  });
+  parts.store.store = store;
+  const watcher = new LockWatcher({
+    store,
+    intervalMs: config.store.lockPollIntervalMs,
+    onPollError: (err) =>
+      log.warn({ err }, "reading locks from the store failed; the last locks read stay in force"),
+    onPollRecovered: () => log.info("reading locks from the store works again"),
+  });
+  await watcher.start();
+  parts.store.watcher = watcher;
+  parts.store.ledger = new InstanceLedger({
+    store,
+    locks: watcher,
+    onWriteFailure: () => metrics.recordStoreWriteFailure(),
+    onStoreDown: (err) => {
+      metrics.setStoreUp(false);
+      log.error({ err }, "store unavailable: joins are refused until it is back");
+    },
+    onStoreUp: () => {
+      metrics.setStoreUp(true);
+      log.info("store available again");
+    },
+  });
+  const sweeper = startInstanceSweeper({
+    store,
+    retentionMs: config.store.instanceRetentionMs,
+    now,
+    onSwept: (removed) => {
+      metrics.recordInstancesSwept(removed);
+      log.info({ removed }, "expired bot instances swept");
+    },
+    onError: (err) => log.warn({ err }, "sweeping expired bot instances failed; next try later"),
+  });
+  parts.store.sweeper = sweeper;
+  void sweeper.sweepOnce();
+}
+
 /** The lifecycle of a started service: reload (resources and the TLS pair) and one shutdown. */
 function running(
   parts: ServiceParts,
@@ -340,6 +476,7 @@ function running(
     state: parts.state,
     metrics: parts.metrics,
     async reload(reason) {
+      await parts.audit.checkFile();
       if (tlsFiles !== undefined && "setSecureContext" in joinServer) {
         try {
           joinServer.setSecureContext(readTlsFiles(tlsFiles));

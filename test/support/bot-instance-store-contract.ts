@@ -117,6 +117,47 @@ export function botInstanceStoreContract(
     },
   );
 
+  withStore(
+    "a refused attempt joins the known pod's history without a new generation",
+    async (store) => {
+      const first = await store.recordJoin(join());
+      const refused = await store.recordRefused(join(), {
+        atMs: 1_800_000_030_000,
+        remoteAddress: "10.0.0.9",
+        jti: undefined,
+        result: "join_locked",
+      });
+      assert.ok(refused);
+      assert.equal(refused.botInstanceId, first.botInstanceId);
+      assert.equal(refused.generation, 1);
+      assert.equal(refused.lastJoinMs, first.lastJoinMs);
+      assert.deepEqual(refused.history.at(-1), {
+        atMs: 1_800_000_030_000,
+        remoteAddress: "10.0.0.9",
+        jti: undefined,
+        result: "join_locked",
+      });
+      assert.deepEqual(await store.get(first.botInstanceId), refused);
+      assert.equal(
+        await store.recordRefused(join({ podUid: "never-joined" }), {
+          atMs: 1,
+          remoteAddress: "x",
+          jti: "j",
+          result: "join_locked",
+        }),
+        undefined,
+      );
+      assert.equal((await store.list()).length, 1);
+    },
+  );
+
+  withStore("a pod without a node name keeps it undefined", async (store) => {
+    const record = await store.recordJoin(join({ nodeName: undefined, jti: undefined }));
+    assert.equal(record.nodeName, undefined);
+    assert.equal(record.history[0]?.jti, undefined);
+    assert.deepEqual(await store.get(record.botInstanceId), record);
+  });
+
   withStore("an unknown id is undefined, an empty store lists nothing", async (store) => {
     assert.equal(await store.get("00000000-0000-4000-8000-000000000000"), undefined);
     assert.deepEqual(await store.list(), []);

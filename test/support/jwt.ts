@@ -98,6 +98,10 @@ export interface ServiceAccountClaimOptions {
   readonly namespace?: string;
   readonly serviceAccount?: string;
   readonly podName?: string;
+  /** `kubernetes.io.pod.uid`; default a new random UUID (a new pod). */
+  readonly podUid?: string;
+  /** `kubernetes.io.node.name`; default `node-1`. */
+  readonly nodeName?: string;
   readonly audience?: string | readonly string[];
   readonly issuer?: string;
   /** Issue time; default TEST_NOW_MS. */
@@ -126,8 +130,11 @@ export function serviceAccountClaims(
     jti: randomUUID(),
     "kubernetes.io": {
       namespace,
-      node: { name: "node-1", uid: "a3c0f3a4-8f2e-4d7a-9d7e-2b1e6f0c9a11" },
-      pod: { name: options.podName ?? "tbot-6d4cf56db6-x7k2p", uid: randomUUID() },
+      node: { name: options.nodeName ?? "node-1", uid: "a3c0f3a4-8f2e-4d7a-9d7e-2b1e6f0c9a11" },
+      pod: {
+        name: options.podName ?? "tbot-6d4cf56db6-x7k2p",
+        uid: options.podUid ?? randomUUID(),
+      },
       serviceaccount: { name: serviceAccount, uid: "5b3c9f7e-1d2a-4c8b-9e6f-0a7d3b2c1e44" },
     },
     nbf: iat,

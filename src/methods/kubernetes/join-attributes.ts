@@ -3,7 +3,11 @@
  * verified: the same facts for the certificates (Teleport's `JoinAttrs.kubernetes`), the audit
  * trail and the join response.
  */
-import { encodeCertificateJoinAttributes, type JoinAttributes } from "../join-method.ts";
+import {
+  encodeCertificateJoinAttributes,
+  type InstanceFacts,
+  type JoinAttributes,
+} from "../join-method.ts";
 
 /** The join method's name, as `spec.join_method` and every rendering spell it. */
 export const KUBERNETES = "kubernetes";
@@ -13,6 +17,12 @@ export interface KubernetesJoinFacts {
   readonly namespace: string;
   readonly serviceAccount: string;
   readonly pod: string;
+  /** `kubernetes.io.pod.uid`: the instance's key in the store. */
+  readonly podUid?: string | undefined;
+  readonly nodeName?: string | undefined;
+  readonly jti?: string | undefined;
+  /** The token's type (`static_jwks`, `oidc`). */
+  readonly joinType?: string | undefined;
 }
 
 /**
@@ -29,6 +39,10 @@ class KubernetesJoinAttributes implements JoinAttributes, KubernetesJoinFacts {
     readonly namespace: string,
     readonly serviceAccount: string,
     readonly pod: string,
+    readonly podUid: string | undefined,
+    readonly nodeName: string | undefined,
+    readonly jti: string | undefined,
+    readonly joinType: string | undefined,
   ) {
     this.certificateMember = `"${KUBERNETES}":${JSON.stringify({
       subject: subjectOf(namespace, serviceAccount),
@@ -39,6 +53,19 @@ class KubernetesJoinAttributes implements JoinAttributes, KubernetesJoinFacts {
 
   get audit(): Readonly<Record<string, string>> {
     return { namespace: this.namespace, service_account: this.serviceAccount, pod: this.pod };
+  }
+
+  get instance(): InstanceFacts {
+    return {
+      // A token without a pod UID (older clusters) still names its pod: unique in its namespace.
+      uid: this.podUid ?? `${this.namespace}/${this.pod}`,
+      joinType: this.joinType ?? "static_jwks",
+      namespace: this.namespace,
+      serviceAccount: this.serviceAccount,
+      podName: this.pod,
+      nodeName: this.nodeName,
+      jti: this.jti,
+    };
   }
 
   get response(): Readonly<Record<string, unknown>> {
@@ -60,7 +87,15 @@ class KubernetesJoinAttributes implements JoinAttributes, KubernetesJoinFacts {
 export function renderKubernetesAttributes(
   facts: KubernetesJoinFacts,
 ): JoinAttributes & KubernetesJoinFacts {
-  return new KubernetesJoinAttributes(facts.namespace, facts.serviceAccount, facts.pod);
+  return new KubernetesJoinAttributes(
+    facts.namespace,
+    facts.serviceAccount,
+    facts.pod,
+    facts.podUid,
+    facts.nodeName,
+    facts.jti,
+    facts.joinType,
+  );
 }
 
 function subjectOf(namespace: string, serviceAccount: string): string {

@@ -47,12 +47,19 @@ export class VerifiedServiceAccount implements VerifiedProof {
  * Shapes a verified identity, once, into what the cache keeps and every consumer reads. Exported
  * for the bench's memory figure (a cache filled with exactly what joins put there).
  */
-export function toVerifiedServiceAccount(identity: ServiceAccountIdentity): VerifiedServiceAccount {
+export function toVerifiedServiceAccount(
+  identity: ServiceAccountIdentity,
+  joinType: string = "static_jwks",
+): VerifiedServiceAccount {
   return new VerifiedServiceAccount(
     renderKubernetesAttributes({
       namespace: identity.namespace,
       serviceAccount: identity.serviceAccount,
       pod: identity.podName,
+      podUid: identity.podUid,
+      nodeName: identity.nodeName,
+      jti: identity.jti,
+      joinType,
     }),
     identity.expiresAt,
   );
@@ -122,7 +129,10 @@ export class KubernetesJoin implements PreparedJoin {
     const expected: ExpectedClaims =
       issuer === undefined ? { audience } : { audience, issuer: issuer.issuer };
     const verified = toVerifiedServiceAccount(
-      verifyServiceAccountToken(decoded ?? jwt, keySet, expected, nowMs),
+      verifyServiceAccountToken(decoded ?? jwt, keySet, expected, nowMs, {
+        maxKeysWithoutKid: context.maxKeysWithoutKid,
+      }),
+      this.spec.type,
     );
     if (cache !== undefined && key !== undefined) cache.set(key, verified);
     return verified;

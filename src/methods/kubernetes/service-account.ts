@@ -11,6 +11,7 @@ import {
   verifyJwt,
   type DecodedJwt,
   type ExpectedClaims,
+  type VerifyLimits,
 } from "../../jwt/verify.ts";
 import { DNS_LABEL, DNS_SUBDOMAIN } from "./names.ts";
 
@@ -66,8 +67,9 @@ export function verifyServiceAccountToken(
   keys: KeySet,
   expected: ExpectedClaims,
   nowMs: number,
+  limits: VerifyLimits = {},
 ): ServiceAccountIdentity {
-  const { claims, issuedAt, expiresAt } = verifyJwt(jwt, keys, expected, nowMs);
+  const { claims, issuedAt, expiresAt } = verifyJwt(jwt, keys, expected, nowMs, limits);
 
   // 7. Pod binding: legacy secret tokens and tokens requested without a pod never join.
   const kube = objectOrUndefined(own(claims, "kubernetes.io"));

@@ -1,0 +1,162 @@
+/**
+ * What recording bot instances costs a join: the same build serving with the in-memory store
+ * (the store "off"), with SQLite (the default) and with PostgreSQL on this machine, driven in
+ * alternating rounds so drift on this shared machine falls on all three alike. The targets are
+ * ratios of kube-join's own CPU per join, measured side by side: SQLite within 1.15x of memory,
+ * PostgreSQL within 1.3x. PostgreSQL's own CPU is reported beside it, not hidden in the ratio.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generateClusterKey } from "../test/support/jwt.ts";
+import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
+import {
+  fire,
+  makeBodies,
+  measureRound,
+  median,
+  newPaced,
+  newTotal,
+  pacedRound,
+  pacedUnit,
+  pool,
+  roundP99s,
+  startKubeJoin,
+  type Pool,
+  type Started,
+} from "./http.ts";
+import { round, type BenchRow } from "./measure.ts";
+import { cpuSeconds } from "./processes.ts";
+
+const ROUNDS = 5;
+const ROUND_SECONDS = 2;
+const WARM_UP_SECONDS = 2;
+const PACED_ROUNDS = 3;
+
+/** CPU of one PostgreSQL cluster: its main process and its children (one backend per connection). */
+function clusterCpuSeconds(postmasterPid: number): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (Number(entry) === postmasterPid || ppid === postmasterPid) {
+        total += cpuSeconds(Number(entry));
+      }
+    } catch {
+      // a backend that exited meanwhile
+    }
+  }
+  return total;
+}
+
+export async function benchStore(): Promise<BenchRow[]> {
+  const dir = mkdtempSync(join(tmpdir(), "kube-join-bench-store-"));
+  let cluster: PostgresCluster | undefined;
+  const servers: Started[] = [];
+  try {
+    // fsync on: PostgreSQL as it would run in production, durable commits included.
+    cluster = await startPostgres({ fsync: true });
+    const url = await cluster.createDatabase("kube_join_bench");
+    // As a deployment gives it: the URL with its password in a file (a Secret), not the config.
+    writeFileSync(join(dir, "store-url"), url);
+    const key = generateClusterKey("RS256");
+    process.stderr.write("bench: minting distinct JWTs and key pairs for the store rounds...\n");
+    // Each server gets every body once (their stores are apart), so one pool serves all three.
+    const bodies = await makeBodies(key, 32_000, false);
+    const start = async (name: string, line: string): Promise<Started> => {
+      const server = await startKubeJoin(dir, key, false, { name, lines: [line] });
+      servers.push(server);
+      return server;
+    };
+    const memory = await start("-memory", "store: {engine: memory}");
+    const sqlite = await start(
+      "-sqlite",
+      "store: {engine: sqlite, sqlite: {path: ./data/bench-store.db}}",
+    );
+    const postgres = await start(
+      "-postgres",
+      "store: {engine: postgres, postgres: {url_file: ./store-url}}",
+    );
+    const pools: Record<"memory" | "sqlite" | "postgres", Pool> = {
+      memory: pool(bodies),
+      sqlite: pool(bodies),
+      postgres: pool(bodies),
+    };
+    const targets = { memory, sqlite, postgres } as const;
+    const names = ["memory", "sqlite", "postgres"] as const;
+    for (const name of names) {
+      await fire(targets[name].url, pools[name], { duration: WARM_UP_SECONDS });
+    }
+    const totals = { memory: newTotal(), sqlite: newTotal(), postgres: newTotal() };
+    let pgCpu = 0;
+    const pgPid = cluster.postmasterPid();
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const name of names) {
+        const pid = targets[name].process.child.pid!;
+        const pgBefore = name === "postgres" ? clusterCpuSeconds(pgPid) : 0;
+        await measureRound(totals[name], pid, () =>
+          fire(targets[name].url, pools[name], { duration: ROUND_SECONDS }),
+        );
+        if (name === "postgres") pgCpu += clusterCpuSeconds(pgPid) - pgBefore;
+      }
+    }
+    const cpuMs = (name: (typeof names)[number]) =>
+      (totals[name].cpuSeconds * 1000) / Math.max(1, totals[name].ok);
+    const rate = (name: (typeof names)[number]) => totals[name].ok / totals[name].seconds;
+
+    // p99 at half of the in-memory store's maximum, evenly paced, alternating.
+    const halfRate = Math.max(1, Math.floor(rate("memory") / 2));
+    const paced = { memory: newPaced(), sqlite: newPaced(), postgres: newPaced() };
+    for (let r = 0; r < PACED_ROUNDS; r++) {
+      for (const name of names) {
+        await pacedRound(paced[name], targets[name].url, pools[name], halfRate, dir);
+      }
+    }
+    const wrapped = names.filter((n) => pools[n].next > bodies.length);
+    if (wrapped.length > 0) {
+      process.stderr.write(
+        `bench: warning: the store pool wrapped for ${wrapped.join(", ")}: repeated JWTs hit the cache\n`,
+      );
+    }
+    const failed = names.reduce((n, name) => n + totals[name].failed + paced[name].failed, 0);
+    return [
+      {
+        name: "store: server CPU per join, in-memory store (store off)",
+        value: round(cpuMs("memory"), 3),
+        unit: `ms (${round(rate("memory"), 0)} joins/s, distinct pods: each join a new instance)`,
+      },
+      {
+        name: "store: server CPU per join, SQLite (default)",
+        value: round(cpuMs("sqlite"), 3),
+        unit: `ms (${round(rate("sqlite"), 0)} joins/s)`,
+      },
+      {
+        name: "store:   SQLite / in-memory CPU per join (target <= 1.15)",
+        value: round(cpuMs("sqlite") / cpuMs("memory"), 2),
+        unit: "x",
+      },
+      {
+        name: "store: server CPU per join, PostgreSQL (same machine, fsync on)",
+        value: round(cpuMs("postgres"), 3),
+        unit: `ms (${round(rate("postgres"), 0)} joins/s; PostgreSQL's own CPU ${round((pgCpu * 1000) / Math.max(1, totals.postgres.ok), 3)} ms/join)`,
+      },
+      {
+        name: "store:   PostgreSQL / in-memory CPU per join (target <= 1.3)",
+        value: round(cpuMs("postgres") / cpuMs("memory"), 2),
+        unit: "x",
+      },
+      ...names.map((name) => ({
+        name: `store: p99 at ${halfRate}/s evenly paced, ${name}`,
+        value: round(median(roundP99s(paced[name])), 1),
+        unit: pacedUnit(paced[name]),
+      })),
+      { name: "store: failed requests in these rounds", value: failed, unit: "(target 0)" },
+    ];
+  } finally {
+    for (const server of servers) await server.process.stop();
+    await cluster?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
