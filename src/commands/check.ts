@@ -7,10 +7,14 @@ import { formatDuration } from "../lib/duration.ts";
 import { ALLOWED_ALGORITHMS } from "../jwt/keys.ts";
 import { kubernetesSpecOf } from "../methods/kubernetes/method.ts";
 import { ConfigError } from "../errors.ts";
-import { loadResources } from "../resources/load.ts";
+import { availableParallelism } from "node:os";
+import { ResourceLoader } from "../resources/loader.ts";
 import { formatTarget } from "../locks/lock.ts";
 import { JOIN_METHODS } from "../methods/registry.ts";
 import type { JoinToken, ResourceSet } from "../resources/types.ts";
+
+/** Worker threads parsing the files, at most (fewer on fewer cores). */
+const CHECK_WORKERS = 2;
 
 const USAGE = `Usage: kube-join check [--max-keys-without-kid N] PATH...
 
@@ -52,14 +56,18 @@ export async function run(args: string[]): Promise<number> {
     return 2;
   }
   let set: ResourceSet;
+  // The same loader as the service's start-up: files parsed in workers, one per core (up to two).
+  const loader = new ResourceLoader();
   try {
-    set = await loadResources(paths);
+    set = await loader.load(paths, { workers: Math.min(CHECK_WORKERS, availableParallelism()) });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     for (const problem of err.problems) console.error(problem);
     const count = err.problems.length;
     console.error(`\n${count} problem${count === 1 ? "" : "s"}: nothing would be loaded.`);
     return 1;
+  } finally {
+    loader.close();
   }
   console.log(summarize(set, Date.now(), { maxKeysWithoutKid }));
   return 0;

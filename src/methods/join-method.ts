@@ -115,6 +115,12 @@ export interface PreparedJoin {
   ): Promise<JoinAttributes>;
   /** Lines describing the settings for `kube-join check` (no secrets; keys by kid only). */
   describe(): readonly string[];
+  /**
+   * The settings as read, before they were prepared: plain data (objects, arrays, strings,
+   * numbers, Maps, Sets) and `KeySet`s, what `JoinMethod.revive` takes back. The resource loader
+   * moves these from its parsing thread to the event loop's (see `src/resources/transfer.ts`).
+   */
+  readonly settings: unknown;
 }
 
 /** One join method: reads and prepares its part of a token's spec at load. */
@@ -126,4 +132,10 @@ export interface JoinMethod {
    * field paths in `r`. Undefined when there were problems.
    */
   readSpec(r: FieldReader, spec: Readonly<Record<string, unknown>>): PreparedJoin | undefined;
+  /**
+   * Prepares settings this method read earlier (`PreparedJoin.settings`, possibly in another
+   * thread) again, exactly as `readSpec` prepared them. Never given anything `readSpec` did not
+   * produce.
+   */
+  revive(settings: unknown): PreparedJoin;
 }

@@ -26,6 +26,8 @@ export interface ReloaderOptions {
   /** Problems setting up a watch (a directory removed): logged, never fatal. */
   readonly onWatchError?: (err: unknown, path: string) => void;
   readonly debounceMs?: number;
+  /** Called once by `close` (the loader's worker is stopped there). */
+  readonly onClose?: () => void;
 }
 
 export class ResourceReloader {
@@ -147,6 +149,7 @@ export class ResourceReloader {
 
   /** Stops watching; later reload requests are ignored. */
   close(): void {
+    if (!this.#closed) this.#options.onClose?.();
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     for (const watcher of this.#watchers.values()) watcher.close();

@@ -3,6 +3,7 @@
  * metrics, audit, reload and shutdown. `kube-join serve` is a thin shell around `startJoinService`.
  */
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -33,7 +34,7 @@ import type { VerifiedProof } from "../methods/join-method.ts";
 import { kubernetesSpecOf } from "../methods/kubernetes/method.ts";
 import { VerifiedTokenCache } from "../methods/verified-token-cache.ts";
 import { createMetrics, type Metrics } from "../metrics/metrics.ts";
-import { loadResources } from "../resources/load.ts";
+import { ResourceLoader } from "../resources/loader.ts";
 import type { ResourceSet } from "../resources/types.ts";
 import { openStore } from "../store/open-store.ts";
 import type { Store } from "../store/store.ts";
@@ -45,6 +46,8 @@ import { ServiceState } from "./state.ts";
 export const CONNECTIONS_CHECKING_INTERVAL_MS = 1_000;
 /** Prometheus and the kubelet's probes need a handful. */
 const DIAG_MAX_CONNECTIONS = 64;
+/** Worker threads parsing the resources at start-up, at most (fewer on fewer cores). */
+const STARTUP_LOAD_WORKERS = 2;
 
 export interface RunningService {
   /** `http(s)://host:port` of the join listener (the real port when 0 was configured). */
@@ -353,12 +356,23 @@ async function loadAndWatch(
     );
     for (const warning of resources.warnings) log.warn({ warning }, "resource warning");
   };
-  const initial = await loadResources(config.resources);
+  // Parsing runs in worker threads: every core at start-up (nothing is served yet), one for a
+  // reload (the event loop keeps the other, and answers joins and probes throughout).
+  const loader = new ResourceLoader();
+  let initial: ResourceSet;
+  try {
+    initial = await loader.load(config.resources, {
+      workers: Math.min(STARTUP_LOAD_WORKERS, availableParallelism()),
+    });
+  } catch (err) {
+    loader.close();
+    throw err;
+  }
   applyResources(initial, new Date(now()), "start-up");
 
   const reloader = new ResourceReloader({
     paths: config.resources,
-    load: loadResources,
+    load: (paths) => loader.load(paths, { workers: 1, background: true }),
     onReload: (outcome: ReloadOutcome) => {
       const at = new Date(now());
       if (outcome.ok) {
@@ -368,6 +382,9 @@ async function loadAndWatch(
             reason: outcome.reason,
             bots: outcome.resources.bots.size,
             tokens: outcome.resources.tokens.size,
+            files_parsed: loader.lastLoad?.parsed,
+            files_reused: loader.lastLoad?.reused,
+            load_ms: Math.round(loader.lastLoad?.ms ?? 0),
           },
           "resources reloaded",
         );
@@ -381,6 +398,7 @@ async function loadAndWatch(
       );
     },
     onWatchError: (err, path) => log.warn({ err, path }, "cannot watch resource path"),
+    onClose: () => loader.close(),
   });
   try {
     await reloader.watch(initial.files);

@@ -131,6 +131,17 @@ export function formatFieldPath(path: FieldPath): string {
   return out;
 }
 
+/**
+ * Formats a problem about the field at `path` found at `at`, exactly as `YamlSource.problem` does:
+ * for problems found after the document itself is gone (checks across files).
+ */
+export function formatProblem(at: SourcePosition, path: FieldPath, message: string): string {
+  const field = formatFieldPath(path);
+  return field === ""
+    ? `${at.file}:${at.line}:${at.col}: ${message}`
+    : `${at.file}:${at.line}:${at.col}: ${field}: ${message}`;
+}
+
 function makeSource(
   file: string,
   index: number,
@@ -150,11 +161,7 @@ function makeSource(
     value,
     positionOf,
     problem(path, message) {
-      const { line, col } = positionOf(path);
-      const field = formatFieldPath(path);
-      return field === ""
-        ? `${file}:${line}:${col}: ${message}`
-        : `${file}:${line}:${col}: ${field}: ${message}`;
+      return formatProblem(positionOf(path), path, message);
     },
   };
 }

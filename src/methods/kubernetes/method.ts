@@ -138,6 +138,10 @@ export class KubernetesJoin implements PreparedJoin {
     return verified;
   }
 
+  get settings(): KubernetesJoinSpec {
+    return this.spec;
+  }
+
   describe(): readonly string[] {
     const k = this.spec;
     const lines = [`join_method: ${KUBERNETES}, type: ${k.type}`];
@@ -185,6 +189,9 @@ export const kubernetesJoinMethod: JoinMethod = {
   readSpec(r: FieldReader, spec: Readonly<Record<string, unknown>>): KubernetesJoin | undefined {
     const read = readKubernetesSpec(r, spec);
     return read === undefined ? undefined : new KubernetesJoin(read);
+  },
+  revive(settings: unknown): KubernetesJoin {
+    return new KubernetesJoin(settings as KubernetesJoinSpec);
   },
 };
 

@@ -1,0 +1,152 @@
+/**
+ * A parsed file as it crosses from a load worker to the event loop's thread. Structured clone
+ * keeps plain objects, arrays, Maps, Sets and `KeyObject`s (a cloned `KeyObject` shares the
+ * imported key, nothing is parsed again: measured 12 us per key), but not class instances:
+ *
+ * - a token's prepared join (`PreparedJoin`, a class with private state) travels as its method's
+ *   name and its `settings`, and its method `revive`s it on arrival;
+ * - a `KeySet` travels as its list of keys and is rebuilt on arrival, interned by content, so a
+ *   JWKS shared by many tokens is one object across files and across loads.
+ */
+import { KeySet, type VerificationKey } from "../jwt/keys.ts";
+import { JOIN_METHODS } from "../methods/registry.ts";
+import type { ParsedDocument, ParsedFile } from "./load.ts";
+import type { JoinToken } from "./types.ts";
+
+/** Marks a key set in transit; a key no resource field can have. */
+const KEY_SET = "__kube_join_key_set__";
+
+export interface KeySetInTransit {
+  readonly [KEY_SET]: readonly VerificationKey[];
+}
+
+/** A token's prepared join in transit. */
+interface JoinInTransit {
+  readonly method: string;
+  readonly settings: unknown;
+}
+
+/** A `ParsedFile` as a worker posts it: prepared joins and key sets as plain data. */
+export interface TransferableFile {
+  readonly file: string;
+  readonly problems: readonly string[];
+  readonly warnings: readonly string[];
+  readonly documents: readonly (Omit<ParsedDocument, "token"> & {
+    readonly token?:
+      (Omit<JoinToken, "join"> & { readonly join: JoinInTransit | undefined }) | undefined;
+  })[];
+}
+
+/** Replaces prepared joins and key sets by plain data; `shared` keeps one replacement per set. */
+export function toTransferable(
+  parsed: ParsedFile,
+  shared: Map<KeySet, KeySetInTransit>,
+): TransferableFile {
+  const walk = (value: unknown): unknown => {
+    if (value instanceof KeySet) {
+      let moved = shared.get(value);
+      if (moved === undefined) {
+        moved = { [KEY_SET]: value.keys };
+        shared.set(value, moved);
+      }
+      return moved;
+    }
+    if (Array.isArray(value)) return value.map(walk);
+    if (isRecord(value)) {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value)) out[k] = walk(v);
+      return out;
+    }
+    return value;
+  };
+  return {
+    ...parsed,
+    documents: parsed.documents.map((doc) => {
+      const token = doc.token;
+      if (token?.join === undefined)
+        return { ...doc, token: token && { ...token, join: undefined } };
+      const join = { method: token.join.method, settings: walk(token.join.settings) };
+      return { ...doc, token: { ...token, join } };
+    }),
+  };
+}
+
+/**
+ * Interns key sets by content: the same keys (same kid, SPKI hash and algorithms, in the same
+ * order) are one `KeySet` object. Holds only what the last `retain` call kept.
+ */
+export class KeySetPool {
+  #sets = new Map<string, KeySet>();
+
+  /** The pooled set with exactly these keys, added when new. */
+  intern(keys: readonly VerificationKey[]): KeySet {
+    const signature = keys
+      .map((k) => `${k.kid ?? ""}|${k.spkiSha256}|${[...k.algorithms].join(",")}`)
+      .join("\n");
+    let set = this.#sets.get(signature);
+    if (set === undefined) {
+      set = new KeySet(keys);
+      this.#sets.set(signature, set);
+    }
+    return set;
+  }
+
+  /** Forgets every set not in `inUse`. */
+  retain(inUse: ReadonlySet<KeySet>): void {
+    for (const [signature, set] of this.#sets) if (!inUse.has(set)) this.#sets.delete(signature);
+  }
+}
+
+/**
+ * Rebuilds a parsed file from what a worker posted: key sets from `pool`, prepared joins by
+ * their methods. `moved` is the receiver's own copy (structured clone made it), so it is
+ * completed in place rather than copied again: a full reload of 10,000 tokens would otherwise
+ * leave a second copy of every token behind as garbage on the event loop's heap.
+ */
+export function fromTransferable(moved: TransferableFile, pool: KeySetPool): ParsedFile {
+  const rebuilt = new Map<object, KeySet>();
+  const restore = (value: unknown): unknown => {
+    if (isRecord(value) && Object.hasOwn(value, KEY_SET)) {
+      let set = rebuilt.get(value);
+      if (set === undefined) {
+        set = pool.intern((value as unknown as KeySetInTransit)[KEY_SET]);
+        rebuilt.set(value, set);
+      }
+      return set;
+    }
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) value[i] = restore(value[i]);
+    } else if (isRecord(value)) {
+      for (const [k, v] of Object.entries(value)) value[k] = restore(v);
+    }
+    return value;
+  };
+  for (const doc of moved.documents) {
+    const token = doc.token as { join: unknown } | undefined;
+    const join = doc.token?.join;
+    if (token === undefined || join === undefined) continue;
+    const method = JOIN_METHODS.get(join.method);
+    if (method === undefined) {
+      throw new TypeError(`a load worker prepared unknown join method ${join.method}`);
+    }
+    token.join = method.revive(restore(join.settings));
+  }
+  return moved as unknown as ParsedFile;
+}
+
+/** Every `KeySet` the tokens of a parsed file use (to keep the pool to what is in use). */
+export function keySetsOf(parsed: ParsedFile, into: Set<KeySet>): void {
+  const walk = (value: unknown): void => {
+    if (value instanceof KeySet) into.add(value);
+    else if (Array.isArray(value)) value.forEach(walk);
+    else if (isRecord(value)) Object.values(value).forEach(walk);
+  };
+  for (const doc of parsed.documents) walk(doc.token?.join?.settings);
+}
+
+/** A plain object (not a Map, Set, KeyObject, Date or other class instance). */
+function isRecord(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
