@@ -12,7 +12,9 @@ import {
   caSection,
   escapeHtml,
   html,
+  instancesSection,
   joinCountsSection,
+  locksSection,
   readinessSection,
   reloadSection,
   renderStatusPage,
@@ -22,6 +24,8 @@ import {
   type StatusPage,
 } from "../src/http/status-page.ts";
 import { loadOrCreateAuthority } from "../src/ca/authority.ts";
+import { MemoryBotInstanceStore } from "../src/join/bot-instance-store.ts";
+import { join as instanceJoin } from "./support/bot-instance-store-contract.ts";
 import { createMetrics } from "../src/metrics/metrics.ts";
 import { parseResources } from "../src/resources/load.ts";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -332,4 +336,55 @@ test("hostile requests to the status routes: nothing reflected, the usual errors
       if (c.status !== 200) assert.match(res.headers["content-type"] ?? "", /^application\/json/);
     });
   }
+});
+
+test("bot instances: newest join first, escaped; an unreadable store is said so", async () => {
+  const store = new MemoryBotInstanceStore();
+  await store.recordJoin(
+    instanceJoin({ podUid: "a", podName: HOSTILE, atMs: NOW.getTime() - 60_000 }),
+  );
+  await store.recordJoin(instanceJoin({ podUid: "b", podName: "tbot-b", atMs: NOW.getTime() }));
+  const section = instancesSection(await store.list(), NOW);
+  const body = flat(section.body.toString());
+  assert.equal(section.title, "Bot instances (2)");
+  assert.ok(body.indexOf("tbot-b") < body.indexOf(escapeHtml(HOSTILE)), body);
+  assert.ok(!body.includes("<script>"), body);
+  assert.match(body, /default:tbot/);
+  const down = instancesSection("unavailable", NOW);
+  assert.equal(down.status, "bad");
+  assert.match(down.body.toString(), /store_unavailable/);
+  assert.match(instancesSection(undefined, NOW).body.toString(), /No store/);
+});
+
+test("locks: target, admin message escaped, expiry and origin; a passed lock is not in force", () => {
+  const section = locksSection(
+    [
+      {
+        name: "lock-1",
+        target: { user: "bot-example" },
+        message: HOSTILE,
+        expiresAtMs: undefined,
+        createdAtMs: NOW.getTime(),
+        origin: "store",
+      },
+      {
+        name: "lock-2",
+        target: { kubernetes_namespace: "ci" },
+        message: undefined,
+        expiresAtMs: NOW.getTime() - 1,
+        createdAtMs: undefined,
+        origin: "/etc/kube-join/locks.yaml:1",
+      },
+    ],
+    NOW,
+  );
+  const body = flat(section.body.toString());
+  assert.equal(section.title, "Locks (1 in force)");
+  assert.equal(section.status, "warn");
+  assert.ok(!body.includes("<script>"), body);
+  assert.ok(body.includes(escapeHtml(HOSTILE)), body);
+  assert.match(body, /until deleted/);
+  assert.match(body, /passed: not in force/);
+  assert.match(body, /locks\.yaml:1/);
+  assert.equal(locksSection([], NOW).status, "ok");
 });

@@ -16,6 +16,8 @@
  *   anything from a certificate beyond its public description.
  */
 import { createHash, X509Certificate } from "node:crypto";
+import type { BotInstanceRecord } from "../join/bot-instance-store.ts";
+import { formatTarget, type Lock } from "../locks/lock.ts";
 import type { AttemptCount } from "../metrics/metrics.ts";
 import type { Bot, JoinToken, ResourceSet } from "../resources/types.ts";
 
@@ -526,6 +528,130 @@ export function joinCountsSection(counts: readonly AttemptCount[], since: Date):
           </tr>
         </tbody>
       </table>`,
+  };
+}
+
+/** At most this many instances are listed (the newest joins first); `kube-join instances list` has all. */
+export const STATUS_INSTANCES_SHOWN = 50;
+
+/**
+ * Bot instances: one row per pod of a bot, newest join first. `unavailable` when the store could
+ * not be read (the page still renders; the store's own metrics say why).
+ */
+export function instancesSection(
+  instances: readonly BotInstanceRecord[] | "unavailable" | undefined,
+  now: Date,
+): StatusSection {
+  if (instances === undefined) {
+    return {
+      id: "instances",
+      title: "Bot instances",
+      body: html`<p class="muted">No store is open yet.</p>`,
+    };
+  }
+  if (instances === "unavailable") {
+    return {
+      id: "instances",
+      title: "Bot instances",
+      status: "bad",
+      body: html`<p>
+        The store could not be read: joins get <code>store_unavailable</code> until it is back.
+      </p>`,
+    };
+  }
+  const newest = [...instances]
+    .sort((a, b) => b.lastJoinMs - a.lastJoinMs)
+    .slice(0, STATUS_INSTANCES_SHOWN);
+  return {
+    id: "instances",
+    title: `Bot instances (${instances.length})`,
+    body: html`${
+        instances.length > newest.length
+          ? html`<p class="muted">
+              The ${newest.length} most recent joins; <code>kube-join instances list</code> shows
+              all.
+            </p>`
+          : ""
+      }
+      <table>
+        <thead>
+          <tr>
+            <th>Bot</th>
+            <th>Instance</th>
+            <th>Pod</th>
+            <th>Service account</th>
+            <th>Node</th>
+            <th>Generation</th>
+            <th>Last join</th>
+            <th>Certificates expire</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${newest.map(
+            (i) =>
+              html`<tr>
+                <td>${i.botName}</td>
+                <td><code>${i.botInstanceId}</code></td>
+                <td>${i.podName}</td>
+                <td>${i.namespace}:${i.serviceAccount}</td>
+                <td>${i.nodeName ?? "-"}</td>
+                <td>${i.generation}</td>
+                <td>${rfc3339(new Date(i.lastJoinMs))}</td>
+                <td>
+                  ${rfc3339(new Date(i.expiresAtMs))}${
+                    i.expiresAtMs <= now.getTime() ? " (expired)" : ""
+                  }
+                </td>
+              </tr>`,
+          )}
+        </tbody>
+      </table>`,
+  };
+}
+
+/** Locks, from the resources and the store: target, message, expiry and where each came from. */
+export function locksSection(locks: readonly Lock[], now: Date): StatusSection {
+  const inForce = locks.filter((l) => l.expiresAtMs === undefined || l.expiresAtMs > now.getTime());
+  return {
+    id: "locks",
+    title: `Locks (${inForce.length} in force)`,
+    status: inForce.length > 0 ? "warn" : "ok",
+    body:
+      locks.length === 0
+        ? html`<p class="muted">No locks.</p>`
+        : html`<table>
+            <thead>
+              <tr>
+                <th>Name</th>
+                <th>Target</th>
+                <th>Message</th>
+                <th>Expires</th>
+                <th>From</th>
+              </tr>
+            </thead>
+            <tbody>
+              ${[...locks].sort(byName).map(
+                (l) =>
+                  html`<tr>
+                    <td><code>${l.name}</code></td>
+                    <td><code>${formatTarget(l.target)}</code></td>
+                    <td>${l.message ?? ""}</td>
+                    <td>
+                      ${
+                        l.expiresAtMs === undefined
+                          ? "until deleted"
+                          : rfc3339(new Date(l.expiresAtMs))
+                      }${
+                        l.expiresAtMs !== undefined && l.expiresAtMs <= now.getTime()
+                          ? " (passed: not in force)"
+                          : ""
+                      }
+                    </td>
+                    <td>${l.origin}</td>
+                  </tr>`,
+              )}
+            </tbody>
+          </table>`,
   };
 }
 

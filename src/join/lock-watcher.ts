@@ -50,6 +50,11 @@ export class LockWatcher {
     return this.#current;
   }
 
+  /** Every lock known, from the resources and from the store (expired ones included), for display. */
+  get all(): readonly Lock[] {
+    return [...this.#fromResources, ...this.#fromStore];
+  }
+
   /**
    * The instance id of `key` when a lock names that instance, else undefined: what a join puts
    * in its `LockSubject` before it has recorded (and so learnt) its own instance id.

@@ -18,6 +18,8 @@ import {
   caSection,
   describeCaCertificate,
   joinCountsSection,
+  instancesSection,
+  locksSection,
   readinessSection,
   reloadSection,
   resourcesSection,
@@ -235,6 +237,13 @@ function buildService(
         joinCountsSection(await metrics.attemptCounts(), startedAt),
         resourcesSection(state.resources, at, new Map(oidc.keySetAges())),
         caSection(state.authority?.trusted(), at),
+        instancesSection(
+          storeParts.store === undefined
+            ? undefined
+            : await storeParts.store.list().catch(() => "unavailable" as const),
+          at,
+        ),
+        locksSection(storeParts.watcher?.all ?? [], at),
       ],
     };
   };
