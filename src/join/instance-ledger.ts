@@ -8,7 +8,7 @@
  * are reported once each, when the first write fails and when the first write succeeds again.
  */
 import { JoinError } from "../errors.ts";
-import type { Lock, LockSet, LockSubject } from "../locks/lock.ts";
+import { lockSubjectOf, type Lock, type LockSet } from "../locks/lock.ts";
 import type {
   BotInstanceRecord,
   BotInstanceStore,
@@ -85,13 +85,10 @@ export class InstanceLedger {
     if (locks === undefined) return;
     const set = locks.current;
     if (set.size === 0) return;
-    const subject: LockSubject = {
-      user: `bot-${query.botName}`,
-      joinToken: query.tokenName,
+    const subject = lockSubjectOf({
+      ...query,
       botInstanceId: locks.lockedInstanceIdOf(query),
-      kubernetesServiceAccount: `${query.namespace}:${query.serviceAccount}`,
-      kubernetesNamespace: query.namespace,
-    };
+    });
     const lock = set.match(subject, nowMs);
     if (lock !== undefined) throw new JoinLockedError(lock);
   }

@@ -48,6 +48,26 @@ export interface LockSubject {
   readonly kubernetesNamespace: string;
 }
 
+/**
+ * The lock subject of a join: the bot's Teleport user, the token, the instance once known, and
+ * the workload identity the join proved. Built here, so the join pipeline names no lock target.
+ */
+export function lockSubjectOf(join: {
+  readonly botName: string;
+  readonly tokenName: string;
+  readonly botInstanceId: string | undefined;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+}): LockSubject {
+  return {
+    user: `bot-${join.botName}`,
+    joinToken: join.tokenName,
+    botInstanceId: join.botInstanceId,
+    kubernetesServiceAccount: `${join.namespace}:${join.serviceAccount}`,
+    kubernetesNamespace: join.namespace,
+  };
+}
+
 function subjectValue(subject: LockSubject, field: LockTargetField): string | undefined {
   switch (field) {
     case "user":
