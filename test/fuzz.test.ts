@@ -23,7 +23,7 @@ import { JoinError, isErrorCode, statusOf } from "../src/errors.ts";
 import { createJoinApp } from "../src/http/app.ts";
 import { JoinService } from "../src/join/join.ts";
 import { verifyServiceAccountToken } from "../src/methods/kubernetes/service-account.ts";
-import { parseResources } from "../src/resources/load.ts";
+import { exampleResources } from "./support/example-resources.ts";
 import {
   TEST_AUDIENCE,
   TEST_NOW_MS,
@@ -226,29 +226,7 @@ before(async () => {
     { clusterName: TEST_AUDIENCE, dataDir: mkdtempSync(join(tmpdir(), "kube-join-fuzz-")) },
     TEST_NOW_MS,
   );
-  const resources = parseResources([
-    {
-      file: "fuzz.yaml",
-      text: `kind: bot
-version: v1
-metadata: {name: example}
-spec: {roles: [access]}
----
-kind: token
-version: v2
-metadata: {name: example-bot}
-spec:
-  roles: [Bot]
-  bot_name: example
-  join_method: kubernetes
-  kubernetes:
-    type: static_jwks
-    static_jwks:
-      jwks: '${jwksOf(es, rsa)}'
-    allow: [{service_account: "default:tbot"}]
-`,
-    },
-  ]);
+  const resources = exampleResources(jwksOf(es, rsa), { file: "fuzz.yaml" });
   const joins = new JoinService({
     clusterName: TEST_AUDIENCE,
     certs: { defaultTtlMs: 3_600_000, maxTtlMs: 86_400_000 },

@@ -14,7 +14,7 @@ import { createJoinApp, MAX_BODY_BYTES, type JoinAppDeps } from "../src/http/app
 import { RateLimiter } from "../src/http/rate-limit.ts";
 import type { JoinAttempt } from "../src/join/events.ts";
 import { JoinService, type JoinSnapshot } from "../src/join/join.ts";
-import { parseResources } from "../src/resources/load.ts";
+import { exampleResources } from "./support/example-resources.ts";
 import type { ResourceSet } from "../src/resources/types.ts";
 import {
   TEST_AUDIENCE,
@@ -38,31 +38,7 @@ before(async () => {
     TEST_NOW_MS,
   );
   const jwks = clusterKey.jwks;
-  resources = parseResources([
-    {
-      file: "resources.yaml",
-      text: `kind: bot
-version: v1
-metadata: {name: example}
-spec:
-  roles: [access]
-  traits: [{name: logins, values: [root]}]
----
-kind: token
-version: v2
-metadata: {name: example-bot}
-spec:
-  roles: [Bot]
-  bot_name: example
-  join_method: kubernetes
-  kubernetes:
-    type: static_jwks
-    static_jwks:
-      jwks: '${jwks}'
-    allow: [{service_account: "default:tbot"}]
-`,
-    },
-  ]);
+  resources = exampleResources(jwks, { logins: ["root"] });
   tlsPublicKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({
     type: "spki",
     format: "pem",

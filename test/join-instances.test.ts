@@ -16,7 +16,7 @@ import type { JoinAttempt } from "../src/join/events.ts";
 import { InstanceLedger } from "../src/join/instance-ledger.ts";
 import { JoinService, type JoinRequest } from "../src/join/join.ts";
 import { LockWatcher } from "../src/join/lock-watcher.ts";
-import { parseResources } from "../src/resources/load.ts";
+import { exampleResources } from "./support/example-resources.ts";
 import type { ResourceSet } from "../src/resources/types.ts";
 import { MemoryStore } from "../src/store/memory-store.ts";
 import {
@@ -44,28 +44,7 @@ before(async () => {
     { clusterName: TEST_AUDIENCE, dataDir: mkdtempSync(join(tmpdir(), "kube-join-ji-")) },
     TEST_NOW_MS,
   );
-  resources = parseResources([
-    {
-      file: "r.yaml",
-      text: `kind: bot
-version: v1
-metadata: {name: example}
-spec: {roles: [access]}
----
-kind: token
-version: v2
-metadata: {name: example-bot}
-spec:
-  roles: [Bot]
-  bot_name: example
-  join_method: kubernetes
-  kubernetes:
-    type: static_jwks
-    static_jwks: {jwks: '${key.jwks}'}
-    allow: [{service_account: "default:tbot"}]
-`,
-    },
-  ]);
+  resources = exampleResources(key.jwks, { file: "r.yaml" });
 });
 
 function setup(store = new MemoryStore()) {
