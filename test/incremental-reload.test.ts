@@ -6,7 +6,7 @@
  */
 import { strict as assert } from "node:assert";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -137,16 +137,21 @@ for (const workers of [0, 1]) {
   describe(workers === 0 ? "parsing on this thread" : "parsing in a load worker", () => {
     const load = (loader: ResourceLoader, dir: string): Promise<ResourceSet> =>
       loader.load([dir], { workers });
+    // With a worker, every parse goes to it (by default a change this small is parsed here).
+    const newLoader = (): ResourceLoader =>
+      new ResourceLoader(workers === 0 ? {} : { parseHereMaxBytes: 0 });
 
     test("the first load parses every file and equals a full load", async () => {
       const dir = resourcesDir();
-      const loader = new ResourceLoader();
+      const loader = newLoader();
       try {
         const set = await load(loader, dir);
         assert.deepEqual(loader.lastLoad && { ...loader.lastLoad, ms: 0 }, {
           files: 3,
           parsed: 3,
           reused: 0,
+          read: 3,
+          parsedIn: workers === 0 ? "this thread" : "workers",
           ms: 0,
         });
         assertSameAsFullLoad(set, await loadResources([dir]));
@@ -157,7 +162,7 @@ for (const workers of [0, 1]) {
 
     test("one file changed: only it is parsed; the others' tokens and keys are the same objects", async () => {
       const dir = resourcesDir();
-      const loader = new ResourceLoader();
+      const loader = newLoader();
       try {
         const first = await load(loader, dir);
         writeFileSync(join(dir, "20-b.yaml"), docs(token("b1", "beta", keyA)));
@@ -180,9 +185,45 @@ for (const workers of [0, 1]) {
       }
     });
 
+    test("a file changed around tokens that did not: they stay the same objects, the changed one is new", async () => {
+      const dir = resourcesDir();
+      const loader = newLoader();
+      try {
+        const first = await load(loader, dir);
+        const file = join(dir, "10-a.yaml");
+        // A comment at the end, and a2's allow rule changed: a1 parses to what it did before.
+        writeFileSync(
+          file,
+          docs(
+            token("a1", "alpha", keyA),
+            token("a2", "alpha", keyA).replace('"ns-a2:tbot"', '"ns-a2:other"'),
+          ) + "# edited\n",
+        );
+        const second = await load(loader, dir);
+        assert.equal(loader.lastLoad?.parsed, 1);
+        assert.equal(second.tokens.get("a1"), first.tokens.get("a1"), "a1 did not change");
+        assert.notEqual(second.tokens.get("a2"), first.tokens.get("a2"), "a2 did");
+        assertSameAsFullLoad(second, await loadResources([dir]));
+        // The same bytes as at first again: a2 is a new object once more, equal to the first.
+        writeFileSync(file, docs(token("a1", "alpha", keyA), token("a2", "alpha", keyA)));
+        const third = await load(loader, dir);
+        assert.equal(third.tokens.get("a1"), first.tokens.get("a1"));
+        assert.notEqual(third.tokens.get("a2"), second.tokens.get("a2"));
+        assertSameAsFullLoad(third, await loadResources([dir]));
+        // A token that moved down a line is not the same: its position is part of it.
+        writeFileSync(file, "\n" + docs(token("a1", "alpha", keyA), token("a2", "alpha", keyA)));
+        const fourth = await load(loader, dir);
+        assert.notEqual(fourth.tokens.get("a1"), first.tokens.get("a1"));
+        assert.equal(fourth.tokens.get("a1")?.source.line, first.tokens.get("a1")!.source.line + 1);
+        assertSameAsFullLoad(fourth, await loadResources([dir]));
+      } finally {
+        loader.close();
+      }
+    });
+
     test("a reload with nothing changed parses nothing and serves the same objects", async () => {
       const dir = resourcesDir();
-      const loader = new ResourceLoader();
+      const loader = newLoader();
       try {
         const first = await load(loader, dir);
         const second = await load(loader, dir);
@@ -195,7 +236,7 @@ for (const workers of [0, 1]) {
 
     test("one file added and one removed", async () => {
       const dir = resourcesDir();
-      const loader = new ResourceLoader();
+      const loader = newLoader();
       try {
         await load(loader, dir);
         writeFileSync(join(dir, "30-c.yaml"), docs(token("c1", "beta", keyB)));
@@ -220,7 +261,7 @@ for (const workers of [0, 1]) {
 
     test("one file broken: the load fails with file:line, the previous set keeps serving, the fix parses one file", async () => {
       const dir = resourcesDir();
-      const loader = new ResourceLoader();
+      const loader = newLoader();
       const state = new ServiceState();
       state.setAuthority(authority);
       try {
@@ -253,7 +294,7 @@ for (const workers of [0, 1]) {
 
     test("a YAML syntax error in one file is reported with file:line:col and nothing is served from it", async () => {
       const dir = resourcesDir();
-      const loader = new ResourceLoader();
+      const loader = newLoader();
       try {
         await load(loader, dir);
         writeFileSync(join(dir, "20-b.yaml"), "kind: token\nmetadata: {name: [b1\n");
@@ -268,7 +309,7 @@ for (const workers of [0, 1]) {
 
     test("a token renamed across files: moved whole, or caught as a duplicate half-way", async () => {
       const dir = resourcesDir();
-      const loader = new ResourceLoader();
+      const loader = newLoader();
       try {
         await load(loader, dir);
         // Half-way: a2 is in both files (the editor saved the new one first).
@@ -315,7 +356,7 @@ spec:
   expires: "2026-01-15T12:00:30Z"
 `,
       );
-      const loader = new ResourceLoader();
+      const loader = newLoader();
       try {
         const before = await loader.load([dir], { workers, nowMs: TEST_NOW_MS });
         assert.ok(before.locks.has("stop-a1"));
@@ -334,7 +375,7 @@ spec:
 
     test("checks across files hold when the file that breaks them did not change", async () => {
       const dir = resourcesDir();
-      const loader = new ResourceLoader();
+      const loader = newLoader();
       try {
         await load(loader, dir);
         // Only the bots file changes; the tokens of 20-b.yaml (not parsed again) lose their bot.
@@ -353,7 +394,7 @@ spec:
 
     test("verified-token cache, token expiry and allow rules across an incremental reload", async () => {
       const dir = resourcesDir();
-      const loader = new ResourceLoader();
+      const loader = newLoader();
       let snapshot: JoinSnapshot | undefined;
       let now = TEST_NOW_MS;
       const events: JoinAttempt[] = [];
@@ -444,6 +485,122 @@ spec:
     });
   });
 }
+
+describe("what a reload reads", () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  test("a file whose stat did not move since a settled read is not read again", async () => {
+    const dir = resourcesDir();
+    await sleep(120); // the files' last change is now older than the margin
+    const loader = new ResourceLoader({ racyMarginMs: 50 });
+    try {
+      const first = await loader.load([dir], { workers: 1 });
+      const second = await loader.load([dir], { workers: 1 });
+      assert.deepEqual(
+        { read: loader.lastLoad?.read, parsed: loader.lastLoad?.parsed },
+        { read: 0, parsed: 0 },
+      );
+      assert.equal(second.tokens.get("a1"), first.tokens.get("a1"));
+      writeFileSync(join(dir, "20-b.yaml"), docs(token("b1", "beta", keyA)));
+      const third = await loader.load([dir], { workers: 1 });
+      assert.deepEqual(
+        { read: loader.lastLoad?.read, parsed: loader.lastLoad?.parsed },
+        { read: 1, parsed: 1 },
+      );
+      assertSameAsFullLoad(third, await loadResources([dir]));
+    } finally {
+      loader.close();
+    }
+  });
+
+  test("a file read right after its change is read again, and settles in the background", async () => {
+    const dir = resourcesDir();
+    const loader = new ResourceLoader({ racyMarginMs: 300 });
+    try {
+      await loader.load([dir], { workers: 0 });
+      // Read within the margin of their change: a second write in the same clock tick could
+      // have left the same stat, so their stat is not trusted yet.
+      await loader.load([dir], { workers: 0 });
+      assert.deepEqual(
+        { read: loader.lastLoad?.read, parsed: loader.lastLoad?.parsed },
+        { read: 3, parsed: 0 },
+      );
+      // The background pass reads them once the margin has passed (300 + 100 ms after the load).
+      await sleep(700);
+      await loader.load([dir], { workers: 0 });
+      assert.deepEqual(
+        { read: loader.lastLoad?.read, parsed: loader.lastLoad?.parsed },
+        { read: 0, parsed: 0 },
+      );
+    } finally {
+      loader.close();
+    }
+  });
+
+  test("same size, and the mtime put back (cp -p, touch -d): the ctime still tells", async () => {
+    const dir = resourcesDir();
+    const file = join(dir, "20-b.yaml");
+    const past = new Date("2026-01-01T00:00:00Z");
+    utimesSync(file, past, past);
+    await sleep(120);
+    const loader = new ResourceLoader({ racyMarginMs: 50 });
+    try {
+      await loader.load([dir], { workers: 0 });
+      const text = readFileSync(file, "utf8");
+      const changed = text.replace('"ns-b1:tbot"', '"ns-b9:tbot"');
+      assert.equal(changed.length, text.length);
+      writeFileSync(file, changed);
+      utimesSync(file, past, past);
+      const set = await loader.load([dir], { workers: 0 });
+      assert.equal(loader.lastLoad?.parsed, 1);
+      assert.deepEqual(
+        kubernetesSpecOf(set.tokens.get("b1")?.join)?.allow.map((r) =>
+          r.kind === "exact" ? `${r.namespace}:${r.name}` : r,
+        ),
+        ["ns-b9:tbot"],
+      );
+    } finally {
+      loader.close();
+    }
+  });
+
+  test("a small change is parsed on this thread, a large one in a worker", async () => {
+    const dir = resourcesDir();
+    const small = new ResourceLoader();
+    const large = new ResourceLoader({ parseHereMaxBytes: 10 });
+    try {
+      // The first load too: three small files parse here faster than a worker starts.
+      await small.load([dir], { workers: 1 });
+      assert.equal(small.lastLoad?.parsedIn, "this thread");
+      await large.load([dir], { workers: 1 });
+      assert.equal(large.lastLoad?.parsedIn, "workers");
+      writeFileSync(join(dir, "20-b.yaml"), docs(token("b1", "beta", keyA)));
+      const here = await small.load([dir], { workers: 1 });
+      assert.deepEqual(
+        { parsed: small.lastLoad?.parsed, parsedIn: small.lastLoad?.parsedIn },
+        { parsed: 1, parsedIn: "this thread" },
+      );
+      const there = await large.load([dir], { workers: 1 });
+      assert.deepEqual(
+        { parsed: large.lastLoad?.parsed, parsedIn: large.lastLoad?.parsedIn },
+        { parsed: 1, parsedIn: "workers" },
+      );
+      const full = await loadResources([dir]);
+      assertSameAsFullLoad(here, full);
+      assertSameAsFullLoad(there, full);
+      // Either way, the changed token's key set is the pool's: one object for keyA's JWKS.
+      const keySetOf = (set: ResourceSet, name: string) => {
+        const spec = kubernetesSpecOf(set.tokens.get(name)?.join);
+        return spec?.type === "static_jwks" ? spec.keySet : undefined;
+      };
+      assert.equal(keySetOf(here, "b1"), keySetOf(here, "a1"));
+      assert.equal(keySetOf(there, "b1"), keySetOf(there, "a1"));
+    } finally {
+      small.close();
+      large.close();
+    }
+  });
+});
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

@@ -25,7 +25,7 @@ const VERSION_OF_KIND = { bot: "v1", token: "v2", lock: "v2" } as const;
 type Kind = keyof typeof VERSION_OF_KIND;
 
 /** A resource file larger than this is refused unread (resource files are small). */
-const MAX_FILE_BYTES = 4 * 1024 * 1024;
+export const MAX_RESOURCE_FILE_BYTES = 4 * 1024 * 1024;
 
 /**
  * Reads files and directories of resources and validates them together (see `parseResources`).
@@ -110,13 +110,21 @@ export async function findResourceFiles(
 export async function readResourceFile(file: string): Promise<Buffer | string> {
   try {
     const info = await stat(file);
-    if (info.size > MAX_FILE_BYTES) {
-      return `${file}: larger than ${MAX_FILE_BYTES / 1024 / 1024} MiB: not a resource file`;
-    }
+    if (info.size > MAX_RESOURCE_FILE_BYTES) return tooLargeProblem(file);
     return await readFile(file);
   } catch (err) {
-    return `${file}: cannot read: ${reason(err)}`;
+    return cannotReadProblem(file, err);
   }
+}
+
+/** The problem of a file over `MAX_RESOURCE_FILE_BYTES`. */
+export function tooLargeProblem(file: string): string {
+  return `${file}: larger than ${MAX_RESOURCE_FILE_BYTES / 1024 / 1024} MiB: not a resource file`;
+}
+
+/** The problem of a file that cannot be read (`err` from the file system). */
+export function cannotReadProblem(file: string, err: unknown): string {
+  return `${file}: cannot read: ${reason(err)}`;
 }
 
 /**

@@ -5,24 +5,41 @@
  *   change since the last load is not parsed again: its parsed bots and tokens (and their imported
  *   keys) are reused as they are. The checks across files (unique names, `bot_name` references)
  *   run over the whole set on every load, exactly as `parseResources` runs them.
+ * - **Not even read, when its stat says so.** A file whose `stat` (device, inode, size, mtime and
+ *   ctime, to the nanosecond) is the one it had when it was last read is not read again, unless
+ *   that read came less than `RACY_MARGIN_MS` after the file's last change: a second write within
+ *   one tick of the file system's clock could leave the same stat behind (git's "racily clean"
+ *   entries). Such files are read and hashed once more when the margin has passed (`settle`).
  * - **Off the event loop.** Changed files are parsed and validated in worker threads, each posting
  *   one message per file; the event loop only rebuilds key sets (interned, so a JWKS shared by many
  *   tokens is one object) and runs the checks across files. Joins and probes keep being answered.
+ *   A change of a few small files is parsed on the event loop itself, a file per turn: starting a
+ *   worker costs more than parsing them.
  * - **All or nothing**, as `loadResources`: a load with any problem throws and the caller keeps
  *   serving what it had.
  */
 import { createHash } from "node:crypto";
+import { open, stat, type FileHandle } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
 import { ConfigError } from "../errors.ts";
 import type { KeySet } from "../jwt/keys.ts";
 import {
   assembleResourceSetInSlices,
+  cannotReadProblem,
   findResourceFiles,
+  MAX_RESOURCE_FILE_BYTES,
   parseResourceFile,
   readResourceFile,
+  tooLargeProblem,
   type ParsedFile,
 } from "./load.ts";
-import { KeySetPool, fromTransferable, keySetsOf, type TransferableFile } from "./transfer.ts";
+import {
+  KeySetPool,
+  fromTransferable,
+  keySetsOf,
+  toTransferable,
+  type TransferableFile,
+} from "./transfer.ts";
 import type { ResourceSet } from "./types.ts";
 
 /** What one load did, for logs and the bench. */
@@ -32,7 +49,22 @@ export interface LoadStats {
   readonly parsed: number;
   /** Files whose earlier parse was reused. */
   readonly reused: number;
+  /**
+   * Files whose bytes were read (to hash them, or to parse them); the others' stat was trusted
+   * (see `ResourceLoader`).
+   */
+  readonly read: number;
+  /** Where the changed files were parsed: on the event loop's thread, or in load workers. */
+  readonly parsedIn: "this thread" | "workers" | "nowhere";
   readonly ms: number;
+}
+
+/** The loader's tunables; the defaults are the service's. */
+export interface ResourceLoaderOptions {
+  /** See `RACY_MARGIN_NS`; tests shorten it. */
+  readonly racyMarginMs?: number;
+  /** See `PARSE_HERE_MAX_BYTES`; 0 sends every parse to the workers (when there are any). */
+  readonly parseHereMaxBytes?: number;
 }
 
 export interface LoadOptions {
@@ -50,12 +82,63 @@ export interface LoadOptions {
   readonly nowMs?: number;
 }
 
+/**
+ * How long after a file's last change (its ctime) a read must start for its `stat` to be trusted
+ * at the next load: more than any file system's timestamp tick (Linux's coarse clock: a few ms;
+ * FAT: 2 s).
+ */
+const RACY_MARGIN_MS = 2_000;
+
+/**
+ * Changed files of at most this many bytes in all are parsed on the event loop rather than in a
+ * worker: one 100-token file (110 KB) parses in a few milliseconds, a worker's start costs 0.1-0.3 s.
+ */
+const PARSE_HERE_MAX_BYTES = 256 * 1024;
+
+/** What a file's `stat` said just before it was read, and when that read started. */
+interface FileStamp {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+  /** Wall clock, ns since the epoch, when the read started. */
+  readonly readAtNs: bigint;
+}
+
+/** A file to parse; `read` when this thread has read it already. */
+interface ToParse {
+  readonly file: string;
+  read: { readonly hash: string; readonly text: string } | undefined;
+  readonly bytes: number;
+  /** Whether this thread read it already (to hash it), with or without keeping its text. */
+  readonly hashed: boolean;
+}
+
+interface KnownFile {
+  readonly hash: string;
+  readonly parsed: ParsedFile;
+  /** Undefined when the file could not be stat'ed before its read: it is read again next time. */
+  readonly stamp: FileStamp | undefined;
+}
+
 export class ResourceLoader {
-  /** file -> what its bytes parsed to at the last load. */
-  #parsed = new Map<string, { readonly hash: string; readonly parsed: ParsedFile }>();
+  /** file -> what its bytes parsed to at the last load, and the stat they were read with. */
+  #known = new Map<string, KnownFile>();
   readonly #pool = new KeySetPool();
   readonly #workers = new LoadWorkers();
+  readonly #reader = new FileReader();
   #last: LoadStats | undefined;
+  #settleTimer: NodeJS.Timeout | undefined;
+  /** Bumped by every load, so a settle pass started before one gives up. */
+  #generation = 0;
+  readonly #racyMarginNs: bigint;
+  readonly #parseHereMaxBytes: number;
+
+  constructor(options: ResourceLoaderOptions = {}) {
+    this.#racyMarginNs = BigInt(options.racyMarginMs ?? RACY_MARGIN_MS) * 1_000_000n;
+    this.#parseHereMaxBytes = options.parseHereMaxBytes ?? PARSE_HERE_MAX_BYTES;
+  }
 
   /** What the last load did (undefined before the first). */
   get lastLoad(): LoadStats | undefined {
@@ -69,24 +152,79 @@ export class ResourceLoader {
    */
   async load(paths: readonly string[], options: LoadOptions): Promise<ResourceSet> {
     const started = performance.now();
+    const generation = ++this.#generation;
+    clearTimeout(this.#settleTimer);
     const found = await findResourceFiles(paths);
     const problems = [...found.problems];
     const nowMs = options.nowMs ?? Date.now();
-    const files: FileToLoad[] = found.files.map((file) => {
-      const known = this.#parsed.get(file);
+    const loaded = new Map<string, FileLoaded>();
+    const stamps = new Map<string, FileStamp | undefined>();
+    /** Files to parse, with their text and hash when this thread has read them already. */
+    const toParse: ToParse[] = [];
+    let unknownBytes = false;
+    let readHere = 0;
+    let textBytes = 0;
+    for (const file of found.files) {
+      const known = this.#known.get(file);
+      const stamp = await stampOf(file);
+      stamps.set(file, stamp);
       // A file whose parse depends on the time (locks) is parsed again on every load.
-      return { file, knownHash: known?.parsed.timeDependent === true ? undefined : known?.hash };
-    });
-    // In workers, even the reading: 10,000 tokens are 11 MB of text, whose buffers would stay on
-    // this thread's heap until a collection (RSS 60 MiB higher after ten reads, measured).
-    const loaded =
-      options.workers > 0
-        ? await this.#workers.load(files, options, nowMs, this.#pool)
-        : await loadHere(files, nowMs);
-    const next = new Map<string, { readonly hash: string; readonly parsed: ParsedFile }>();
+      const reusable = known !== undefined && !known.parsed.timeDependent;
+      if (reusable && stamp !== undefined && this.#trusted(known.stamp, stamp)) {
+        stamps.set(file, known.stamp);
+        loaded.set(file, { hash: known.hash, parsed: undefined });
+        continue;
+      }
+      if (!reusable) {
+        // Never seen (start-up): straight to the parser, which reads it.
+        toParse.push({ file, read: undefined, bytes: Number(stamp?.size ?? 0), hashed: false });
+        if (stamp === undefined) unknownBytes = true;
+        continue;
+      }
+      // Seen, but its stat moved (or is not to be trusted): read and hash it here, into one
+      // buffer reused for every file, so an unchanged file leaves nothing behind on this heap.
+      readHere++;
+      const read = await this.#reader.read(file);
+      if (typeof read === "string") {
+        loaded.set(file, { problem: read });
+      } else if (read.hash === known.hash) {
+        loaded.set(file, { hash: known.hash, parsed: undefined });
+      } else {
+        // The text is kept only while it may still be parsed here; past the limit the workers
+        // read it themselves, and 11 MB of strings kept meanwhile would outlive the young heap.
+        textBytes += read.bytes;
+        const text = textBytes <= this.#parseHereMaxBytes ? read.text() : undefined;
+        toParse.push({
+          file,
+          read: text === undefined ? undefined : { hash: read.hash, text },
+          bytes: read.bytes,
+          hashed: true,
+        });
+      }
+      if (readHere % 8 === 0) await yieldToEventLoop();
+    }
+    const bytesToParse = toParse.reduce((n, f) => n + f.bytes, 0);
+    // Files read only to be parsed (the others were read above to hash them).
+    const readToParse = toParse.filter((f) => !f.hashed).length;
+    const here =
+      options.workers === 0 || (!unknownBytes && bytesToParse <= this.#parseHereMaxBytes);
+    if (!here) for (const item of toParse) item.read = undefined;
+    if (here) {
+      for (const item of toParse) loaded.set(item.file, await this.#loadHere(item, nowMs));
+    } else {
+      // In workers, even the reading: 10,000 tokens are 11 MB of text, whose buffers would stay on
+      // this thread's heap until a collection (RSS 60 MiB higher after ten reads, measured).
+      const files = toParse.map(({ file }) => ({ file, knownHash: undefined }));
+      const previous = (file: string) => this.#known.get(file)?.parsed;
+      const results = await this.#workers.load(files, options, nowMs, this.#pool, previous);
+      for (const [file, result] of results) {
+        loaded.set(file, result);
+      }
+    }
+    const next = new Map<string, KnownFile>();
     const order: string[] = [];
     let parsedCount = 0;
-    for (const { file } of files) {
+    for (const file of found.files) {
       const result = loaded.get(file);
       if (result === undefined) throw new Error(`resource loader: no result for ${file}`);
       if ("problem" in result) {
@@ -94,15 +232,16 @@ export class ResourceLoader {
         continue;
       }
       order.push(file);
+      const stamp = stamps.get(file);
       if (result.parsed === undefined) {
-        next.set(file, this.#parsed.get(file)!);
+        next.set(file, { ...this.#known.get(file)!, stamp });
       } else {
         parsedCount++;
-        next.set(file, { hash: result.hash, parsed: result.parsed });
+        next.set(file, { hash: result.hash, parsed: result.parsed, stamp });
       }
     }
     // Remembered whatever the outcome: the next load after a fix reparses only the fixed file.
-    this.#parsed = next;
+    this.#known = next;
     const inUse = new Set<KeySet>();
     for (const { parsed: p } of next.values()) keySetsOf(p, inUse);
     this.#pool.retain(inUse);
@@ -110,8 +249,11 @@ export class ResourceLoader {
       files: order.length,
       parsed: parsedCount,
       reused: order.length - parsedCount,
+      read: readHere + readToParse,
+      parsedIn: toParse.length === 0 ? "nowhere" : here ? "this thread" : "workers",
       ms: performance.now() - started,
     };
+    this.#scheduleSettle(generation);
 
     let set: ResourceSet | undefined;
     try {
@@ -124,9 +266,148 @@ export class ResourceLoader {
     return set;
   }
 
-  /** Stops the load worker kept between loads. */
+  /** Stops the load worker kept between loads, and the pending settle pass. */
   close(): void {
+    clearTimeout(this.#settleTimer);
+    this.#generation++;
     this.#workers.close();
+  }
+
+  /** Parses one file on this thread, its key sets interned in the pool as a worker's are. */
+  async #loadHere(item: ToParse, nowMs: number): Promise<FileLoaded> {
+    await yieldToEventLoop();
+    let read = item.read;
+    if (read === undefined) {
+      const fresh = await this.#reader.read(item.file);
+      if (typeof fresh === "string") return { problem: fresh };
+      read = { hash: fresh.hash, text: fresh.text() };
+    }
+    const parsed = parseResourceFile(item.file, read.text, nowMs);
+    // Through the worker's form and back (copies, not clones: KeyObjects stay as they are), so its
+    // key sets are interned in the pool exactly as a worker's are.
+    return {
+      hash: read.hash,
+      parsed: fromTransferable(
+        toTransferable(parsed, new Map()),
+        this.#pool,
+        this.#known.get(item.file)?.parsed,
+      ),
+    };
+  }
+
+  /**
+   * Once the racy margin has passed, reads and hashes again the files whose last read came too
+   * soon after their change: when the bytes are the same, their stat can be trusted from then on,
+   * and the next reload need not read them. A file per turn of the event loop; a load meanwhile
+   * stops it.
+   */
+  #scheduleSettle(generation: number): void {
+    const racy = [...this.#known].filter(
+      ([, k]) => k.stamp !== undefined && !this.#settled(k.stamp),
+    );
+    if (racy.length === 0) return;
+    this.#settleTimer = setTimeout(
+      () => {
+        void (async () => {
+          for (const [file, known] of racy) {
+            if (generation !== this.#generation) return;
+            const stamp = await stampOf(file);
+            if (stamp === undefined || !sameFile(known.stamp!, stamp)) continue;
+            const read = await this.#reader.read(file);
+            if (generation !== this.#generation) return;
+            if (
+              typeof read !== "string" &&
+              read.hash === known.hash &&
+              this.#known.get(file) === known
+            ) {
+              this.#known.set(file, { ...known, stamp });
+            }
+            await yieldToEventLoop();
+          }
+        })();
+      },
+      Number(this.#racyMarginNs / 1_000_000n) + 100,
+    );
+    this.#settleTimer.unref();
+  }
+
+  /** Whether a read with this stamp started long enough after the file's last change. */
+  #settled(stamp: FileStamp): boolean {
+    return stamp.ctimeNs < stamp.readAtNs - this.#racyMarginNs && stamp.mtimeNs < stamp.readAtNs;
+  }
+
+  /** Whether `now` shows the file exactly as the settled read with `then` saw it. */
+  #trusted(then: FileStamp | undefined, now: FileStamp): boolean {
+    return then !== undefined && this.#settled(then) && sameFile(then, now);
+  }
+}
+
+/** The stat of `file` now, with the time the read that follows starts; undefined on failure. */
+async function stampOf(file: string): Promise<FileStamp | undefined> {
+  try {
+    const info = await stat(file, { bigint: true });
+    return {
+      dev: info.dev,
+      ino: info.ino,
+      size: info.size,
+      mtimeNs: info.mtimeNs,
+      ctimeNs: info.ctimeNs,
+      readAtNs: BigInt(Date.now()) * 1_000_000n,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+function sameFile(a: FileStamp, b: FileStamp): boolean {
+  return (
+    a.dev === b.dev &&
+    a.ino === b.ino &&
+    a.size === b.size &&
+    a.mtimeNs === b.mtimeNs &&
+    a.ctimeNs === b.ctimeNs
+  );
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("base64url");
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Reads whole resource files into one buffer, reused: what is kept is a hash (and a string only
+ * when the caller asks for the text).
+ */
+class FileReader {
+  #buffer: Buffer | undefined;
+
+  async read(
+    file: string,
+  ): Promise<string | { readonly hash: string; readonly bytes: number; text(): string }> {
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(file, "r");
+      const size = (await handle.stat()).size;
+      if (size > MAX_RESOURCE_FILE_BYTES) return tooLargeProblem(file);
+      // One byte more than the limit, so a file that grew past it since the stat is caught.
+      const buffer = (this.#buffer ??= Buffer.allocUnsafeSlow(MAX_RESOURCE_FILE_BYTES + 1));
+      let length = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+        if (bytesRead === 0) break;
+        length += bytesRead;
+        if (length > MAX_RESOURCE_FILE_BYTES) return tooLargeProblem(file);
+      }
+      const bytes = buffer.subarray(0, length);
+      return { hash: sha256(bytes), bytes: length, text: () => bytes.toString("utf8") };
+    } catch (err) {
+      return cannotReadProblem(file, err);
+    } finally {
+      await handle?.close();
+    }
   }
 }
 
@@ -153,19 +434,6 @@ export async function loadFile(
   const hash = createHash("sha256").update(read).digest("base64url");
   if (hash === knownHash) return { hash, parsed: undefined };
   return { hash, parsed: parseResourceFile(file, read.toString("utf8"), nowMs) };
-}
-
-async function loadHere(
-  files: readonly FileToLoad[],
-  nowMs: number,
-): Promise<Map<string, FileLoaded>> {
-  const out = new Map<string, FileLoaded>();
-  for (const file of files) {
-    // Key sets are shared here by parseJwks itself (its results are kept by JWKS text).
-    out.set(file.file, await loadFile(file, nowMs));
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  return out;
 }
 
 /** What a load worker is started with. */
@@ -222,6 +490,7 @@ class LoadWorkers {
     options: LoadOptions,
     nowMs: number,
     pool: KeySetPool,
+    previous: (file: string) => ParsedFile | undefined,
   ): Promise<Map<string, FileLoaded>> {
     const out = new Map<string, FileLoaded>();
     if (files.length === 0) return out;
@@ -248,7 +517,7 @@ class LoadWorkers {
               ? loaded
               : {
                   hash: loaded.hash,
-                  parsed: loaded.parsed && fromTransferable(loaded.parsed, pool),
+                  parsed: loaded.parsed && fromTransferable(loaded.parsed, pool, previous(file)),
                 },
           ),
         ),

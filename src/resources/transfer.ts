@@ -7,6 +7,11 @@
  *   name and its `settings`, and its method `revive`s it on arrival;
  * - a `KeySet` travels as its list of keys and is rebuilt on arrival, interned by content, so a
  *   JWKS shared by many tokens is one object across files and across loads.
+ *
+ * A document that parsed to exactly what it parsed to at the last load (a file whose bytes
+ * changed elsewhere: a comment, another token, a ConfigMap rewriting every file) keeps its
+ * previous objects, and the copy that arrived is dropped at once, young: a full reload of files
+ * that changed little leaves nothing behind for a full collection of the old heap.
  */
 import { KeySet, type VerificationKey } from "../jwt/keys.ts";
 import { JOIN_METHODS } from "../methods/registry.ts";
@@ -31,6 +36,7 @@ export interface TransferableFile {
   readonly file: string;
   readonly problems: readonly string[];
   readonly warnings: readonly string[];
+  readonly timeDependent: boolean;
   readonly documents: readonly (Omit<ParsedDocument, "token"> & {
     readonly token?:
       (Omit<JoinToken, "join"> & { readonly join: JoinInTransit | undefined }) | undefined;
@@ -80,9 +86,7 @@ export class KeySetPool {
 
   /** The pooled set with exactly these keys, added when new. */
   intern(keys: readonly VerificationKey[]): KeySet {
-    const signature = keys
-      .map((k) => `${k.kid ?? ""}|${k.spkiSha256}|${[...k.algorithms].join(",")}`)
-      .join("\n");
+    const signature = keySignature(keys);
     let set = this.#sets.get(signature);
     if (set === undefined) {
       set = new KeySet(keys);
@@ -97,13 +101,46 @@ export class KeySetPool {
   }
 }
 
+/** What interns a key set: its keys' ids, SPKI hashes and algorithms, in order. */
+function keySignature(keys: readonly VerificationKey[]): string {
+  return keys
+    .map((k) => `${k.kid ?? ""}|${k.spkiSha256}|${[...k.algorithms].join(",")}`)
+    .join("\n");
+}
+
 /**
  * Rebuilds a parsed file from what a worker posted: key sets from `pool`, prepared joins by
  * their methods. `moved` is the receiver's own copy (structured clone made it), so it is
  * completed in place rather than copied again: a full reload of 10,000 tokens would otherwise
- * leave a second copy of every token behind as garbage on the event loop's heap.
+ * leave a second copy of every token behind as garbage on the event loop's heap. Documents equal
+ * to those of `previous` (the same file at the last load) are `previous`'s objects; when every
+ * part is equal, the result is `previous` itself.
  */
-export function fromTransferable(moved: TransferableFile, pool: KeySetPool): ParsedFile {
+export function fromTransferable(
+  moved: TransferableFile,
+  pool: KeySetPool,
+  previous?: ParsedFile,
+): ParsedFile {
+  const kept = new Set<unknown>();
+  if (previous !== undefined) {
+    let same =
+      moved.file === previous.file &&
+      moved.documents.length === previous.documents.length &&
+      equal(moved.problems, previous.problems) &&
+      equal(moved.warnings, previous.warnings) &&
+      moved.timeDependent === previous.timeDependent;
+    const documents = moved.documents.map((doc, i) => {
+      const before = previous.documents[i];
+      if (before !== undefined && sameDocument(doc, before)) {
+        kept.add(before);
+        return before;
+      }
+      same = false;
+      return doc;
+    });
+    if (same) return previous;
+    (moved as { documents: unknown }).documents = documents;
+  }
   const rebuilt = new Map<object, KeySet>();
   const restore = (value: unknown): unknown => {
     if (isRecord(value) && Object.hasOwn(value, KEY_SET)) {
@@ -122,6 +159,7 @@ export function fromTransferable(moved: TransferableFile, pool: KeySetPool): Par
     return value;
   };
   for (const doc of moved.documents) {
+    if (kept.has(doc)) continue;
     const token = doc.token as { join: unknown } | undefined;
     const join = doc.token?.join;
     if (token === undefined || join === undefined) continue;
@@ -132,6 +170,64 @@ export function fromTransferable(moved: TransferableFile, pool: KeySetPool): Par
     token.join = method.revive(restore(join.settings));
   }
   return moved as unknown as ParsedFile;
+}
+
+/**
+ * Whether a document as it arrived (`moved`, in transit) parsed to exactly what `before` (a
+ * document of the last load, rebuilt) did: every field, the token's join method and settings, its
+ * key sets by content.
+ */
+function sameDocument(
+  moved: TransferableFile["documents"][number],
+  before: ParsedDocument,
+): boolean {
+  const { token: movedToken, ...movedRest } = moved;
+  const { token: beforeToken, ...beforeRest } = before;
+  if (!equal(movedRest, beforeRest)) return false;
+  if (movedToken === undefined || beforeToken === undefined) return movedToken === beforeToken;
+  const { join: movedJoin, ...movedFields } = movedToken;
+  const { join: beforeJoin, ...beforeFields } = beforeToken;
+  if (!equal(movedFields, beforeFields)) return false;
+  if (movedJoin === undefined || beforeJoin === undefined) return movedJoin === beforeJoin;
+  return movedJoin.method === beforeJoin.method && equal(movedJoin.settings, beforeJoin.settings);
+}
+
+/**
+ * Structural equality of parsed values: primitives, arrays, plain objects (a key whose value is
+ * undefined counts as absent), Maps and Sets in order, and key sets (in transit on the left, a
+ * `KeySet` on the right) by their keys. Anything else is equal only to itself.
+ */
+function equal(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (b instanceof KeySet) {
+    return (
+      isRecord(a) &&
+      Object.hasOwn(a, KEY_SET) &&
+      keySignature((a as unknown as KeySetInTransit)[KEY_SET]) === keySignature(b.keys)
+    );
+  }
+  if (Array.isArray(a)) {
+    return Array.isArray(b) && a.length === b.length && a.every((v, i) => equal(v, b[i]));
+  }
+  if (a instanceof Map) {
+    if (!(b instanceof Map) || a.size !== b.size) return false;
+    const right = [...b];
+    let i = 0;
+    for (const [k, v] of a) {
+      const [bk, bv] = right[i++]!;
+      if (!equal(k, bk) || !equal(v, bv)) return false;
+    }
+    return true;
+  }
+  if (a instanceof Set) {
+    return b instanceof Set && equal([...a], [...b]);
+  }
+  if (!isRecord(a) || !isRecord(b) || Object.hasOwn(a, KEY_SET)) return false;
+  const keys = (o: Record<string, unknown>) => Object.keys(o).filter((k) => o[k] !== undefined);
+  const left = keys(a);
+  if (left.length !== keys(b).length) return false;
+  return left.every((k) => equal(a[k], b[k]));
 }
 
 /** Every `KeySet` the tokens of a parsed file use (to keep the pool to what is in use). */

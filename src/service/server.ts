@@ -393,6 +393,8 @@ async function loadAndWatch(
             tokens: outcome.resources.tokens.size,
             files_parsed: loader.lastLoad?.parsed,
             files_reused: loader.lastLoad?.reused,
+            files_read: loader.lastLoad?.read,
+            parsed_in: loader.lastLoad?.parsedIn,
             load_ms: Math.round(loader.lastLoad?.ms ?? 0),
           },
           "resources reloaded",
