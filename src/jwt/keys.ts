@@ -104,7 +104,9 @@ export function parseJwks(text: string): JwksParseResult {
   const known = PARSED_JWKS.get(text);
   if (known !== undefined) return known;
   const result = parseJwksText(text);
-  PARSED_JWKS.set(text, result);
+  // Kept under a copy of its own: `text` may be a slice of a whole resource file, which the
+  // entry would otherwise keep alive (V8's sliced strings hold their parent).
+  PARSED_JWKS.set(Buffer.from(text, "utf8").toString("utf8"), result);
   return result;
 }
 

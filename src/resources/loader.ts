@@ -283,12 +283,13 @@ export class ResourceLoader {
       read = { hash: fresh.hash, text: fresh.text() };
     }
     const parsed = parseResourceFile(item.file, read.text, nowMs);
-    // Through the worker's form and back (copies, not clones: KeyObjects stay as they are), so its
-    // key sets are interned in the pool exactly as a worker's are.
+    // Through the worker's form and a structured clone, exactly as a worker's parse arrives: its
+    // key sets are interned in the pool, and its strings are copies (a string sliced from the
+    // file's text would keep the whole text alive).
     return {
       hash: read.hash,
       parsed: fromTransferable(
-        toTransferable(parsed, new Map()),
+        structuredClone(toTransferable(parsed, new Map())),
         this.#pool,
         this.#known.get(item.file)?.parsed,
       ),
