@@ -564,6 +564,26 @@ describe("what a reload reads", () => {
     }
   });
 
+  test("every file rewritten to parse the same (a ConfigMap rewritten unchanged): the same set", async () => {
+    const dir = resourcesDir();
+    const loader = new ResourceLoader();
+    try {
+      const first = await loader.load([dir], { workers: 0 });
+      for (const name of ["00-bots.yaml", "10-a.yaml", "20-b.yaml"]) {
+        writeFileSync(join(dir, name), readFileSync(join(dir, name), "utf8") + "# rewritten\n");
+      }
+      const second = await loader.load([dir], { workers: 0 });
+      assert.equal(loader.lastLoad?.parsed, 3);
+      assert.equal(second, first, "nothing parsed differently: the set assembled last time");
+      writeFileSync(join(dir, "20-b.yaml"), docs(token("b1", "beta", keyA)));
+      const third = await loader.load([dir], { workers: 0 });
+      assert.notEqual(third, first);
+      assertSameAsFullLoad(third, await loadResources([dir]));
+    } finally {
+      loader.close();
+    }
+  });
+
   test("a small change is parsed on this thread, a large one in a worker", async () => {
     const dir = resourcesDir();
     const small = new ResourceLoader();
