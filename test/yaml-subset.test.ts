@@ -164,6 +164,8 @@ const TAKEN: readonly string[] = [
   "url: http://example.com:8080/x?y=z\n",
   "a: b]\nc: d}\n",
   "[a, b]\n",
+  '{"apiVersion":"v1","clusters":[{"name":"k","cluster":{"server":"https://x:6443"}}],"n":-1,"t":true,"z":null}\n',
+  'user: {"token":"t", "a": 1}\n',
   "- \n- a\n-\n- # c\n",
   "  a: 1\n  b: 2\n",
   "a: 1",
@@ -184,6 +186,7 @@ const DECLINED: readonly string[] = [
   "a: b: c\n",
   "a: [b,\n  c]\n",
   "a: [b, ]\n",
+  '{"a" :1}\n', // a space before a JSON key's `:`
   "plain scalar document\n",
   "1: a\n", // a key that is not a string
   "__proto__: x\n",

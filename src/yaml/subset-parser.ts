@@ -18,7 +18,8 @@
  * - one-line plain scalars, resolved by the YAML 1.2 core schema as `yaml` does; one-line single-
  *   and double-quoted scalars (every double-quoted escape `yaml` knows, computed as it does);
  * - literal block scalars `|`, `|-`, `|+` (no indentation indicator, no `>` folding);
- * - one-line flow sequences and mappings of the above (`roles: [access]`, `{name: x}`);
+ * - one-line flow sequences and mappings of the above (`roles: [access]`, `{name: x}`), JSON on
+ *   one line included;
  * - keys are one-line plain or quoted scalars that resolve to strings, without duplicates.
  */
 
@@ -113,7 +114,7 @@ const MAYBE_NOT_STRING = /^[-+.0-9~nNtTfF]/;
  * its resolve functions (`yaml/dist/schema/core/`): null, bool, octal, int, hex, .inf/.nan,
  * exponent float, float; anything else is a string.
  */
-export function resolvePlainScalar(s: string): unknown {
+function resolvePlainScalar(s: string): unknown {
   if (s === "" || !MAYBE_NOT_STRING.test(s)) return s === "" ? null : s;
   if (NULL_RE.test(s)) return null;
   if (BOOL_RE.test(s)) return s[0] === "t" || s[0] === "T";
@@ -434,9 +435,9 @@ class SubsetParser {
   /**
    * The value of a `key:` or `-` with nothing more on its line: a block collection on the
    * following lines, more indented than its parent (or a sequence at a mapping key's column), or
-   * else `null`, found (as a sequence item) where its line's spaces end, at `end`.
+   * else `null`, found (as a sequence item) where its line's spaces end, at `nullAt`.
    */
-  #valueBelow(parentIndent: number, inSeq: boolean, end: number): [unknown, SubsetPosition] {
+  #valueBelow(parentIndent: number, inSeq: boolean, nullAt: number): [unknown, SubsetPosition] {
     this.#line++;
     this.#skipBlank();
     const line = this.#line;
@@ -452,7 +453,7 @@ class SubsetParser {
       if (indent === parentIndent && !inSeq && this.#isSeqItem(at, end))
         return this.#blockSeq(indent, at);
     }
-    return [null, end];
+    return [null, nullAt];
   }
 
   /** A block sequence at column `indent`, its first `-` at `at` on the current line. */
@@ -648,7 +649,6 @@ class SubsetParser {
       const [key, afterKey] = this.#flowKey(i, end);
       if (Object.hasOwn(value, key)) outside();
       const valueAt = this.#skipSpaces(afterKey, end);
-      if (valueAt === afterKey) outside();
       const [child, node, after] = this.#flowItem(valueAt, end);
       value[key] = child;
       pos.keys.push(key);
@@ -677,7 +677,10 @@ class SubsetParser {
     return next;
   }
 
-  /** A flow mapping's key at `at` (plain or quoted, then `: `); returns it and the offset after `:`. */
+  /**
+   * A flow mapping's key at `at`: plain and then `: `, or quoted and then `:` (with or without a
+   * space: JSON's `{"a":1}` is YAML too). Returns the key and the offset after its `:`.
+   */
   #flowKey(at: number, end: number): [string, number] {
     const text = this.#text;
     const c = text.charCodeAt(at);
@@ -690,11 +693,11 @@ class SubsetParser {
       if (text.charCodeAt(colon) !== COLON) outside();
     } else {
       colon = this.#flowPlainEnd(at, end, true);
-      if (text.charCodeAt(colon) !== COLON) outside();
+      if (text.charCodeAt(colon) !== COLON || text.charCodeAt(colon + 1) !== SPACE) outside();
       key = text.slice(at, colon);
       if (resolvePlainScalar(key) !== key) outside();
     }
-    if (text.charCodeAt(colon + 1) !== SPACE) outside();
+    if (colon + 1 >= end) outside();
     if (key === "__proto__" || key === "<<" || colon - at > 1000) outside();
     return [key, colon + 1];
   }

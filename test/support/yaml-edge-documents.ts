@@ -249,6 +249,24 @@ function valueLines(r: Rng, head: string, indent: number, depth: number, inSeq: 
   }
 }
 
+/** A JSON value (a kubeconfig or a JWKS written by a program is often one line of JSON). */
+function jsonValue(r: Rng, depth: number): unknown {
+  switch (depth < 3 ? r.int(6) : r.int(3)) {
+    case 0:
+      return word(r);
+    case 1:
+      return r.pick([0, -1, 1.5, 1e21, true, false, null]);
+    case 2:
+      return r.chance(0.5) ? "x" : word(r);
+    case 3:
+      return Array.from({ length: r.int(3) }, () => jsonValue(r, depth + 1));
+    default:
+      return Object.fromEntries(
+        Array.from({ length: r.int(3) }, (_, i) => [`${word(r)}${i}`, jsonValue(r, depth + 1)]),
+      );
+  }
+}
+
 /** Lines between entries: sometimes a comment line (at any column) or an empty line. */
 function between(r: Rng, indent: number): string[] {
   if (r.chance(0.08)) return [`${" ".repeat(r.int(indent + 3))}# comment line`];
@@ -322,6 +340,7 @@ export function generatedYamlText(seed: number): string {
   const r = rngOf(seed);
   const docs = Array.from({ length: 1 + r.int(3) }, () => {
     if (r.chance(0.05)) return r.pick(["", "# empty\n", flow(r, 0) + "\n"]);
+    if (r.chance(0.05)) return JSON.stringify(jsonValue(r, 0)) + "\n";
     const indent = r.chance(0.9) ? 0 : r.int(3);
     const lines = r.chance(0.8) ? mapLines(r, indent, 0) : seqLines(r, indent, 0);
     return lines.join("\n") + "\n";
