@@ -14,6 +14,7 @@ import { round, type BenchRow } from "./measure.ts";
 import { benchScale } from "./scale.ts";
 import { benchStore } from "./store.ts";
 import { benchVerification } from "./verify.ts";
+import { benchYaml } from "./yaml.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -48,7 +49,7 @@ function print(rows: readonly BenchRow[]): void {
 }
 
 // `npm run bench -- http memory` runs only the named sections (floors, verification, ca, http,
-// store, memory, scale, amplification, soak) and leaves bench/results.json alone; without names, everything runs and it is written.
+// store, memory, yaml, scale, amplification, soak) and leaves bench/results.json alone; without names, everything runs and it is written.
 const SECTIONS = [
   "floors",
   "verification",
@@ -56,6 +57,7 @@ const SECTIONS = [
   "http",
   "store",
   "memory",
+  "yaml",
   "scale",
   "amplification",
   "soak",
@@ -92,6 +94,7 @@ await step("ca", "certificate issuance", () => benchCertificates());
 await step("http", "HTTP end to end", () => benchHttp());
 await step("store", "bot instances: in-memory vs SQLite vs PostgreSQL store", () => benchStore());
 await step("memory", "memory", () => memoryRows());
+await step("yaml", "YAML reader: yaml library vs subset parser, 10,000 tokens", () => benchYaml());
 await step("scale", "10 to 10,000 tokens: check, start, reload, memory", () => benchScale());
 await step("amplification", "CPU amplification by kid-less JWTs", () => benchAmplification());
 await step("soak", "soak and refusals (hostile load)", () => benchSoak());

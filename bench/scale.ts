@@ -47,7 +47,7 @@ const FILES = 100;
 const RELOADS = 10;
 
 /** The pool's RSA-2048 keys (the clusters' signing keys), private halves kept to sign JWTs. */
-async function keyPool(size: number): Promise<ClusterKey[]> {
+export async function keyPool(size: number): Promise<ClusterKey[]> {
   const generate = promisify(generateKeyPair);
   const keys = await Promise.all(
     Array.from({ length: size }, () => generate("rsa", { modulusLength: 2048 })),

@@ -2,6 +2,10 @@
  * YAML text -> plain values that still know where each field was written, so a validator can
  * report `file:line:col: field.path: message`. Generic: used for bot/token resources here and for
  * the service's config file (`src/config/`). The only module of ours that imports `yaml`.
+ *
+ * Texts in the subset of YAML that resources and configs are written in are read by
+ * `subset-parser.ts` (same values, same positions, several times cheaper); anything else, and
+ * every text with a problem, by the `yaml` library, which words every problem message.
  */
 import {
   LineCounter,
@@ -14,6 +18,7 @@ import {
   type Node as YamlNode,
 } from "yaml";
 import { ConfigError } from "../errors.ts";
+import { parseYamlSubset, type SubsetPosition, type SubsetStream } from "./subset-parser.ts";
 
 /** A path into a parsed value: map keys and sequence indexes, e.g. `["spec", "allow", 0]`. */
 export type FieldPath = readonly (string | number)[];
@@ -74,6 +79,16 @@ const MAX_ALIAS_COUNT = 100;
  * so a validator can report their problems too.
  */
 export function parseYamlDocuments(file: string, text: string): YamlStream {
+  const subset = parseYamlSubset(text);
+  if (subset !== undefined) return subsetStream(file, subset);
+  return parseWithLibrary(file, text);
+}
+
+/**
+ * `parseYamlDocuments` by the `yaml` library alone, without the subset parser: the reference
+ * the subset parser is tested against, and the bench's baseline.
+ */
+export function parseWithLibrary(file: string, text: string): YamlStream {
   const lineCounter = new LineCounter();
   const documents: YamlSource[] = [];
   const problems: string[] = [];
@@ -96,10 +111,19 @@ export function parseYamlDocuments(file: string, text: string): YamlStream {
         problems.push(`${where(doc.range[0])}: YAML: ${(err as Error).message}`);
         return;
       }
-      documents.push(makeSource(file, index, value, doc, lineCounter));
+      documents.push(makeSource(file, index, value, (path) => offsetOf(doc, path), lineCounter));
     },
   );
   return { documents, problems, warnings };
+}
+
+function subsetStream(file: string, subset: SubsetStream): YamlStream {
+  const lineCounter = new LineCounter();
+  lineCounter.lineStarts.push(...subset.lineStarts);
+  const documents = subset.documents.map(({ value, root }, index) =>
+    makeSource(file, index, value, (path) => subsetOffsetOf(root, path), lineCounter),
+  );
+  return { documents, problems: [], warnings: [] };
 }
 
 /**
@@ -117,7 +141,7 @@ export function parseYamlDocument(file: string, text: string): YamlSource {
   if (second !== undefined) {
     throw new ConfigError([second.problem([], "only one YAML document is allowed here")]);
   }
-  return first ?? makeSource(file, 0, null, undefined, new LineCounter());
+  return first ?? makeSource(file, 0, null, () => 0, new LineCounter());
 }
 
 /** Formats a field path the way problems show it: `spec.kubernetes.allow[0].service_account`. */
@@ -146,12 +170,11 @@ function makeSource(
   file: string,
   index: number,
   value: unknown,
-  doc: Document | undefined,
+  offsetOfPath: (path: FieldPath) => number,
   lineCounter: LineCounter,
 ): YamlSource {
   const positionOf = (path: FieldPath): SourcePosition => {
-    const offset = doc === undefined ? 0 : offsetOf(doc, path);
-    const { line, col } = lineCounter.linePos(offset);
+    const { line, col } = lineCounter.linePos(offsetOfPath(path));
     // An empty text has no lines at all (0:0); its problems are about line 1.
     return { file, line: Math.max(line, 1), col: Math.max(col, 1) };
   };
@@ -181,6 +204,29 @@ function offsetOf(doc: Document, path: FieldPath): number {
       const item: unknown = node.items[part];
       if (item === undefined) break;
       offset = rangeStart(item) ?? offset;
+      node = item;
+    } else {
+      break;
+    }
+  }
+  return offset;
+}
+
+/** `offsetOf` over the subset parser's positions: the same walk, the same answers. */
+function subsetOffsetOf(root: SubsetPosition, path: FieldPath): number {
+  let node = root;
+  let offset = typeof node === "number" ? node : node.at;
+  for (const part of path) {
+    if (typeof node === "number") break;
+    if ("keys" in node) {
+      const i = node.keys.indexOf(String(part));
+      if (i < 0) break;
+      offset = node.keyAt[i]!;
+      node = node.nodes[i]!;
+    } else if (typeof part === "number") {
+      const item = node.items[part];
+      if (item === undefined) break;
+      offset = typeof item === "number" ? item : item.at;
       node = item;
     } else {
       break;
