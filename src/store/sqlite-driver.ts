@@ -85,6 +85,13 @@ async function pickDriver(prefer: SqliteDriverName | undefined): Promise<SqliteD
   if (builtIn !== undefined && !(builtIn instanceof Error)) return builtIn;
   const addon = prefer === "node:sqlite" ? undefined : loadBetterSqlite3();
   if (addon !== undefined && !(addon instanceof Error)) return addon;
+  if (prefer !== undefined) {
+    // Asked for one binding (the tests do): say that it is this one that does not load.
+    const failed = (prefer === "node:sqlite" ? builtIn : addon) as Error;
+    throw new StoreOpenError(
+      `${prefer} does not load on Node ${process.versions.node}: ${firstLine(failed.message)}`,
+    );
+  }
   const reasons = [
     builtIn === undefined ? undefined : `node:sqlite: ${firstLine(builtIn.message)}`,
     addon === undefined ? undefined : `better-sqlite3: ${firstLine(addon.message)}`,
