@@ -6,8 +6,9 @@
  * still give consecutive generations (the row lock of `ON CONFLICT DO UPDATE` orders them).
  *
  * Batching: the joins that reach their write in one turn of the event loop go to PostgreSQL as
- * one statement (rows passed as arrays and `unnest`ed), so one round trip and one commit (one WAL
- * flush) serve them all; each join's promise resolves when that statement has committed. `ON
+ * one statement (rows passed as one JSON array, unpacked by `jsonb_to_recordset`), so one round trip and one commit (one WAL
+ * flush) serve them all; each join's promise resolves when that statement has committed. The
+ * rows travel as one JSON parameter. `ON
  * CONFLICT DO UPDATE` cannot touch one row twice in a statement, so a second join of the same pod
  * in a batch goes into a following statement, after the first has committed. A failed statement
  * refuses every join in it; when PostgreSQL refuses it for a value (SQLSTATE classes 22 and 23),
@@ -53,33 +54,22 @@ const MIGRATION_LOCK_KEY = "7743203322050341230";
 const TRIMMED_HISTORY = (stored: string, incoming: string): string =>
   `(SELECT jsonb_agg(e ORDER BY o) FROM (SELECT e, o FROM jsonb_array_elements(${stored} || ${incoming}) WITH ORDINALITY AS t(e, o) ORDER BY o DESC LIMIT ${INSTANCE_HISTORY_LIMIT}) AS s)`;
 
-/** Columns of one join, each passed as an array: one element per join of the batch. */
-const BATCH_COLUMNS = [
-  ["id", "text"],
-  ["bot", "text"],
-  ["token", "text"],
-  ["pod", "text"],
-  ["join_method", "text"],
-  ["join_type", "text"],
-  ["namespace", "text"],
-  ["service_account", "text"],
-  ["pod_name", "text"],
-  ["node_name", "text"],
-  ["at_ms", "bigint"],
-  ["tls_serial", "text"],
-  ["ssh_serial", "text"],
-  ["expires_at_ms", "bigint"],
-  ["entry", "text"],
-] as const;
+/**
+ * The batch is one JSON parameter, an array of one object per join with these fields: one
+ * `JSON.stringify` in kube-join instead of an escaped array literal per column, and PostgreSQL
+ * unpacks it (`jsonb_to_recordset`).
+ */
+const BATCH_FIELDS = `id text, bot text, token text, pod text, join_method text, join_type text,
+    namespace text, service_account text, pod_name text, node_name text, at_ms bigint,
+    tls_serial text, ssh_serial text, expires_at_ms bigint, entry jsonb`;
 
 const UPSERT_BATCH = `
   INSERT INTO bot_instances AS i (bot_instance_id, bot_name, token_name, pod_uid, generation,
     join_method, join_type, namespace, service_account, pod_name, node_name, first_join_ms,
     last_join_ms, tls_serial, ssh_serial, expires_at_ms, history)
   SELECT id, bot, token, pod, 1, join_method, join_type, namespace, service_account, pod_name,
-    node_name, at_ms, at_ms, tls_serial, ssh_serial, expires_at_ms, jsonb_build_array(entry::jsonb)
-  FROM unnest(${BATCH_COLUMNS.map(([, type], n) => `$${n + 1}::${type}[]`).join(", ")})
-    AS t(${BATCH_COLUMNS.map(([name]) => name).join(", ")})
+    node_name, at_ms, at_ms, tls_serial, ssh_serial, expires_at_ms, jsonb_build_array(entry)
+  FROM jsonb_to_recordset($1::jsonb) AS t(${BATCH_FIELDS})
   ON CONFLICT (bot_name, token_name, pod_uid) DO UPDATE SET
     generation = i.generation + 1,
     join_method = EXCLUDED.join_method,
@@ -199,7 +189,7 @@ export class PostgresStore implements Store {
         // Named: parsed and planned once per connection, whatever the batch's size.
         name: "kube_join_record_joins",
         text: UPSERT_BATCH,
-        values: this.#columns(batch),
+        values: [this.#batchJson(batch)],
       });
       rows = result.rows as Record<string, unknown>[];
     } catch (err) {
@@ -229,36 +219,33 @@ export class PostgresStore implements Store {
     }
   }
 
-  /** The batch as one array per column of `BATCH_COLUMNS`. */
-  #columns(batch: readonly PendingJoin[]): unknown[][] {
-    const columns: unknown[][] = BATCH_COLUMNS.map(() => []);
-    for (const { join } of batch) {
-      const entry: InstanceHistoryEntry = {
-        atMs: join.atMs,
-        remoteAddress: join.remoteAddress,
-        jti: join.jti,
-        result: "ok",
-      };
-      const values = [
-        this.#newId(),
-        join.botName,
-        join.tokenName,
-        join.podUid,
-        join.joinMethod,
-        join.joinType,
-        join.namespace,
-        join.serviceAccount,
-        join.podName,
-        join.nodeName ?? null,
-        join.atMs,
-        join.tlsSerial,
-        join.sshSerial,
-        join.expiresAtMs,
-        historyJson([entry]).slice(1, -1),
-      ];
-      values.forEach((value, i) => columns[i]?.push(value));
-    }
-    return columns;
+  /** The batch as the statement's one parameter: a JSON array, fields as in `BATCH_FIELDS`. */
+  #batchJson(batch: readonly PendingJoin[]): string {
+    return JSON.stringify(
+      batch.map(({ join }) => ({
+        id: this.#newId(),
+        bot: join.botName,
+        token: join.tokenName,
+        pod: join.podUid,
+        join_method: join.joinMethod,
+        join_type: join.joinType,
+        namespace: join.namespace,
+        service_account: join.serviceAccount,
+        pod_name: join.podName,
+        node_name: join.nodeName ?? null,
+        at_ms: join.atMs,
+        tls_serial: join.tlsSerial,
+        ssh_serial: join.sshSerial,
+        expires_at_ms: join.expiresAtMs,
+        // The stored history entry, as historyJson writes it (no jti key when there is none).
+        entry: {
+          atMs: join.atMs,
+          remoteAddress: join.remoteAddress,
+          jti: join.jti,
+          result: "ok",
+        } satisfies InstanceHistoryEntry,
+      })),
+    );
   }
 
   async recordRefused(
