@@ -6,6 +6,8 @@
  *
  * Started by `sqlite-checkpointer.ts`; reports each checkpoint that did work to its parent.
  */
+import { readlinkSync } from "node:fs";
+import { setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { loadSqliteDriver, type SqliteDriverName } from "./sqlite-driver.ts";
 
@@ -29,6 +31,21 @@ export type CheckpointMessage =
 const port = parentPort;
 if (port === null) throw new Error("sqlite-checkpoint-worker runs as a worker thread only");
 const data = workerData as CheckpointWorkerData;
+
+/**
+ * Lowers this thread's scheduling priority (Linux: a thread has its own nice value, set through
+ * its thread id): on a busy machine, a checkpoint's burst of copying yields the CPU to the event
+ * loop that answers joins. Elsewhere, or if refused, the thread runs at normal priority.
+ */
+function yieldToTheEventLoop(): void {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    if (Number.isSafeInteger(tid) && tid > 0) setPriority(tid, 10);
+  } catch {
+    // not Linux, or not allowed: normal priority
+  }
+}
+yieldToTheEventLoop();
 
 const driver = await loadSqliteDriver(data.driver);
 const db = driver.open(data.path);

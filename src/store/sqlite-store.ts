@@ -72,7 +72,7 @@ interface PendingJoin {
 }
 
 /** The default checkpoint interval of `serve`: the WAL holds about this long's writes at most. */
-export const DEFAULT_CHECKPOINT_INTERVAL_MS = 500;
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 200;
 /** A WAL file larger than this is truncated back to it when the writer restarts it. */
 const JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
