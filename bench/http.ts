@@ -113,6 +113,8 @@ export async function fire(
 export interface Started {
   readonly process: Spawned;
   readonly url: string;
+  /** The diag listener (`/metrics`, `/readyz`). */
+  readonly diagUrl: string;
 }
 
 /** `serve` on the bench's bot and token; `extraConfig` lines go into its config (`store: ...`). */
@@ -175,7 +177,11 @@ export async function startKubeJoin(
     [join(ROOT, "bin/kube-join.js"), "serve", "--config", configFile],
     () => fetch(`http://127.0.0.1:${diag}/readyz`).then((r) => r.ok),
   );
-  return { process, url: `${tls ? "https" : "http"}://127.0.0.1:${port}` };
+  return {
+    process,
+    url: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
+    diagUrl: `http://127.0.0.1:${diag}`,
+  };
 }
 
 const ROUNDS = 5;

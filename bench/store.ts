@@ -51,6 +51,27 @@ function clusterCpuSeconds(postmasterPid: number): number {
   return total;
 }
 
+/** Writes and joins so far of a server's store (`kube_join_store_write_batch_joins`). */
+interface Batches {
+  readonly writes: number;
+  readonly joins: number;
+}
+
+async function batches(server: Started): Promise<Batches> {
+  const text = await (await fetch(`${server.diagUrl}/metrics`)).text();
+  const value = (suffix: string): number =>
+    Number(
+      new RegExp(`^kube_join_store_write_batch_joins_${suffix} (\\S+)$`, "m").exec(text)?.[1] ?? 0,
+    );
+  return { writes: value("count"), joins: value("sum") };
+}
+
+/** Mean joins per write between two readings, as a row's text. */
+function perWrite(before: Batches, after: Batches): number {
+  const writes = after.writes - before.writes;
+  return writes === 0 ? 0 : (after.joins - before.joins) / writes;
+}
+
 export async function benchStore(): Promise<BenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), "kube-join-bench-store-"));
   let cluster: PostgresCluster | undefined;
@@ -90,6 +111,7 @@ export async function benchStore(): Promise<BenchRow[]> {
       await fire(targets[name].url, pools[name], { duration: WARM_UP_SECONDS });
     }
     const totals = { memory: newTotal(), sqlite: newTotal(), postgres: newTotal() };
+    const loadedFrom = { sqlite: await batches(sqlite), postgres: await batches(postgres) };
     let pgCpu = 0;
     const pgPid = cluster.postmasterPid();
     for (let r = 0; r < ROUNDS; r++) {
@@ -106,6 +128,8 @@ export async function benchStore(): Promise<BenchRow[]> {
       (totals[name].cpuSeconds * 1000) / Math.max(1, totals[name].ok);
     const rate = (name: (typeof names)[number]) => totals[name].ok / totals[name].seconds;
 
+    const loadedTo = { sqlite: await batches(sqlite), postgres: await batches(postgres) };
+
     // p99 at half of the in-memory store's maximum, evenly paced, alternating.
     const halfRate = Math.max(1, Math.floor(rate("memory") / 2));
     const paced = { memory: newPaced(), sqlite: newPaced(), postgres: newPaced() };
@@ -114,6 +138,7 @@ export async function benchStore(): Promise<BenchRow[]> {
         await pacedRound(paced[name], targets[name].url, pools[name], halfRate, dir);
       }
     }
+    const pacedTo = { sqlite: await batches(sqlite), postgres: await batches(postgres) };
     const wrapped = names.filter((n) => pools[n].next > bodies.length);
     if (wrapped.length > 0) {
       process.stderr.write(
@@ -147,10 +172,20 @@ export async function benchStore(): Promise<BenchRow[]> {
         value: round(cpuMs("postgres") / cpuMs("memory"), 2),
         unit: "x",
       },
+      ...(["sqlite", "postgres"] as const).map((name) => ({
+        name: `store:   joins per write at full load, ${name} (group commit / one statement)`,
+        value: round(perWrite(loadedFrom[name], loadedTo[name]), 2),
+        unit: "joins",
+      })),
       ...names.map((name) => ({
         name: `store: p99 at ${halfRate}/s evenly paced, ${name}`,
         value: round(median(roundP99s(paced[name])), 1),
         unit: pacedUnit(paced[name]),
+      })),
+      ...(["sqlite", "postgres"] as const).map((name) => ({
+        name: `store:   joins per write at ${halfRate}/s evenly paced, ${name}`,
+        value: round(perWrite(loadedTo[name], pacedTo[name]), 2),
+        unit: "joins",
       })),
       { name: "store: failed requests in these rounds", value: failed, unit: "(target 0)" },
     ];

@@ -1,6 +1,8 @@
 import { strict as assert } from "node:assert";
 import { after, before, test } from "node:test";
 import pg from "pg";
+import { JoinError } from "../src/errors.ts";
+import { InstanceLedger } from "../src/join/instance-ledger.ts";
 import { PostgresStore } from "../src/store/postgres-store.ts";
 import { SCHEMA_VERSION } from "../src/store/schema.ts";
 import { StoreOpenError } from "../src/store/store.ts";
@@ -162,6 +164,119 @@ test(
         if (record === undefined) await new Promise((r) => setTimeout(r, 100));
       }
       assert.equal(record?.generation, 2);
+    } finally {
+      await store.close();
+    }
+  },
+);
+
+test(
+  "postgres: concurrent joins go as one statement; one pod's joins of a batch stay consecutive",
+  { skip },
+  async () => {
+    const batches: number[] = [];
+    const store = await PostgresStore.open({
+      url: await need().createDatabase(),
+      onWriteBatch: (n) => batches.push(n),
+    });
+    try {
+      const distinct = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => store.recordJoin(join({ podUid: `pod-${i}` }))),
+      );
+      assert.deepEqual(batches, [50]);
+      assert.equal(new Set(distinct.map((r) => r.botInstanceId)).size, 50);
+      assert.ok(distinct.every((r, i) => r.podUid === `pod-${i}` && r.generation === 1));
+      batches.length = 0;
+      // 30 joins of one pod in one turn: ON CONFLICT cannot update a row twice in a statement,
+      // so they go one statement after another, in call order.
+      const same = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          store.recordJoin(join({ atMs: 1_800_000_000_000 + i, jti: `j${i}` })),
+        ),
+      );
+      assert.deepEqual(
+        same.map((r) => r.generation),
+        Array.from({ length: 30 }, (_, i) => i + 1),
+      );
+      assert.equal(new Set(same.map((r) => r.botInstanceId)).size, 1);
+      assert.deepEqual(
+        same.at(-1)?.history.map((h) => h.jti),
+        Array.from({ length: 10 }, (_, i) => `j${20 + i}`),
+      );
+      assert.equal(
+        batches.reduce((a, b) => a + b, 0),
+        30,
+      );
+      // A mixed turn: two pods, three joins each: three statements of two.
+      batches.length = 0;
+      const mixed = await Promise.all(
+        ["a", "b", "a", "b", "a", "b"].map((pod) => store.recordJoin(join({ podUid: pod }))),
+      );
+      assert.deepEqual(
+        mixed.map((r) => r.generation),
+        [1, 1, 2, 2, 3, 3],
+      );
+      assert.deepEqual(batches, [2, 2, 2]);
+    } finally {
+      await store.close();
+    }
+  },
+);
+
+test(
+  "postgres: a failed statement refuses every join of its batch with store_unavailable; the next recovers",
+  { skip },
+  async () => {
+    const url = await need().createDatabase();
+    const store = await PostgresStore.open({ url });
+    const ledger = new InstanceLedger({ store });
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await store.recordJoin(join({ podUid: "warm" }));
+      // A privilege taken away (an operator's mistake): every row of the statement fails.
+      await admin.query("REVOKE INSERT, UPDATE ON bot_instances FROM CURRENT_USER");
+      const refused = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => ledger.record(join({ podUid: `pod-${i}` }))),
+      );
+      for (const outcome of refused) {
+        assert.equal(outcome.status, "rejected");
+        assert.ok(outcome.reason instanceof JoinError);
+        assert.equal(outcome.reason.code, "store_unavailable");
+      }
+      assert.equal(ledger.storeUp, false);
+      await admin.query("GRANT INSERT, UPDATE ON bot_instances TO CURRENT_USER");
+      const recorded = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => ledger.record(join({ podUid: `pod-${i}` }))),
+      );
+      assert.ok(recorded.every((r) => r.generation === 1));
+      assert.equal(ledger.storeUp, true);
+      assert.equal((await store.list()).length, 21);
+    } finally {
+      await admin.end();
+      await store.close();
+    }
+  },
+);
+
+test(
+  "postgres: one row PostgreSQL refuses is refused alone; the rest of its batch is written",
+  { skip },
+  async () => {
+    const store = await PostgresStore.open({ url: await need().createDatabase() });
+    try {
+      const bad = join({ podUid: "pod-bad", podName: null as unknown as string }); // NOT NULL
+      const outcomes = await Promise.allSettled([
+        store.recordJoin(join({ podUid: "pod-1" })),
+        store.recordJoin(bad),
+        store.recordJoin(join({ podUid: "pod-2" })),
+      ]);
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        ["fulfilled", "rejected", "fulfilled"],
+      );
+      assert.match(String((outcomes[1] as PromiseRejectedResult).reason), /null value/);
+      assert.deepEqual((await store.list()).map((r) => r.podUid).sort(), ["pod-1", "pod-2"]);
     } finally {
       await store.close();
     }

@@ -28,6 +28,8 @@ export interface Metrics {
   recordRateLimited(): void;
   /** A write to the bot-instance store failed (the join got `store_unavailable`). */
   recordStoreWriteFailure(): void;
+  /** One write of the store (a SQLite group commit, a PostgreSQL batched statement) and its joins. */
+  recordStoreWriteBatch(joins: number): void;
   /** Whether the store takes writes (1) or not (0) since the last write. */
   setStoreUp(up: boolean): void;
   /** Expired bot instances removed by a sweep. */
@@ -172,6 +174,12 @@ export function createMetrics(): Metrics {
     help: "Bot-instance records the store could not write; each join got store_unavailable.",
     registers: [registry],
   });
+  const storeWriteBatch = new Histogram({
+    name: `${PREFIX}store_write_batch_joins`,
+    help: "Joins recorded per store write: one SQLite commit or one PostgreSQL statement.",
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [registry],
+  });
   const storeUp = new Gauge({
     name: `${PREFIX}store_up`,
     help: "1 while the store takes writes, 0 from a failed write until the next good one.",
@@ -296,6 +304,9 @@ export function createMetrics(): Metrics {
     },
     recordStoreWriteFailure() {
       storeWriteFailures.inc();
+    },
+    recordStoreWriteBatch(joins) {
+      storeWriteBatch.observe(joins);
     },
     setStoreUp(up) {
       storeUp.set(up ? 1 : 0);

@@ -432,6 +432,13 @@ async function openStoreParts(
 ): Promise<void> {
   const { metrics } = parts;
   const store = await openStore(config.store.backend, {
+    serving: true,
+    onWriteBatch: (joins) => metrics.recordStoreWriteBatch(joins),
+    onCheckpointerError: (err) =>
+      log.warn(
+        { err },
+        "the SQLite checkpoint thread failed; SQLite checkpoints inside commits instead (slower joins)",
+      ),
     onIdleError: (err) => log.warn({ err }, "a store connection was lost; the pool reconnects"),
   });
   parts.store.store = store;

@@ -27,6 +27,15 @@ export interface OpenStoreOptions {
   readonly mustExist?: boolean;
   /** PostgreSQL connection errors outside a query (a restart): for the log. */
   readonly onIdleError?: (err: Error) => void;
+  /**
+   * `serve` writes a join at a time under load: SQLite checkpoints on a thread of their own
+   * (`sqlite-checkpointer.ts`). The CLI writes once and leaves SQLite its automatic checkpoint.
+   */
+  readonly serving?: boolean;
+  /** Each group commit (SQLite) or batched statement (PostgreSQL): how many joins it wrote. */
+  readonly onWriteBatch?: (joins: number) => void;
+  /** The SQLite checkpoint thread failed; SQLite's own checkpoints took over (for the log). */
+  readonly onCheckpointerError?: (err: Error) => void;
 }
 
 /**
@@ -56,8 +65,15 @@ export async function openStore(
           );
         }
       }
-      const { SqliteStore } = await import("./sqlite-store.ts");
-      return SqliteStore.open({ path: config.path });
+      const { SqliteStore, DEFAULT_CHECKPOINT_INTERVAL_MS } = await import("./sqlite-store.ts");
+      return SqliteStore.open({
+        path: config.path,
+        checkpointIntervalMs: options.serving === true ? DEFAULT_CHECKPOINT_INTERVAL_MS : 0,
+        ...(options.onWriteBatch === undefined ? {} : { onWriteBatch: options.onWriteBatch }),
+        ...(options.onCheckpointerError === undefined
+          ? {}
+          : { onCheckpointerError: options.onCheckpointerError }),
+      });
     }
     case "postgres": {
       const password =
@@ -74,6 +90,7 @@ export async function openStore(
         url,
         password,
         poolSize: config.poolSize,
+        ...(options.onWriteBatch === undefined ? {} : { onWriteBatch: options.onWriteBatch }),
         ...(options.onIdleError === undefined ? {} : { onIdleError: options.onIdleError }),
       });
     }

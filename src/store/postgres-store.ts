@@ -1,9 +1,18 @@
 /**
  * The PostgreSQL adapter, for several `serve` replicas sharing instances and locks.
  *
- * A join is one statement: an upsert keyed on (bot, token, pod UID) that makes generation 1 or
- * adds one to it and trims the history in SQL, so two replicas joining the same pod at the same
- * moment still give consecutive generations (the row lock of `ON CONFLICT DO UPDATE` orders them).
+ * A join is one row of an upsert keyed on (bot, token, pod UID) that makes generation 1 or adds
+ * one to it and trims the history in SQL, so two replicas joining the same pod at the same moment
+ * still give consecutive generations (the row lock of `ON CONFLICT DO UPDATE` orders them).
+ *
+ * Batching: the joins that reach their write in one turn of the event loop go to PostgreSQL as
+ * one statement (rows passed as one JSON array, unpacked by `jsonb_to_recordset`), so one round trip and one commit (one WAL
+ * flush) serve them all; each join's promise resolves when that statement has committed. The
+ * rows travel as one JSON parameter. `ON
+ * CONFLICT DO UPDATE` cannot touch one row twice in a statement, so a second join of the same pod
+ * in a batch goes into a following statement, after the first has committed. A failed statement
+ * refuses every join in it; when PostgreSQL refuses it for a value (SQLSTATE classes 22 and 23),
+ * its joins are retried one statement each, so one bad row is refused alone.
  *
  * The schema is migrated at start under `pg_advisory_lock`, so replicas starting together do not
  * race to create it. The pool reconnects by itself after an outage; while PostgreSQL is down,
@@ -34,6 +43,8 @@ export interface PostgresStoreOptions {
   /** Errors of idle connections (PostgreSQL restarting): logged, never thrown. */
   readonly onIdleError?: (err: Error) => void;
   readonly newId?: () => string;
+  /** Each batched statement that committed, with how many joins it wrote (a metric). */
+  readonly onWriteBatch?: (joins: number) => void;
 }
 
 /** Key of the advisory lock held while migrating: the ASCII bytes of "kubejoin" as a bigint. */
@@ -43,11 +54,22 @@ const MIGRATION_LOCK_KEY = "7743203322050341230";
 const TRIMMED_HISTORY = (stored: string, incoming: string): string =>
   `(SELECT jsonb_agg(e ORDER BY o) FROM (SELECT e, o FROM jsonb_array_elements(${stored} || ${incoming}) WITH ORDINALITY AS t(e, o) ORDER BY o DESC LIMIT ${INSTANCE_HISTORY_LIMIT}) AS s)`;
 
-const UPSERT = `
+/**
+ * The batch is one JSON parameter, an array of one object per join with these fields: one
+ * `JSON.stringify` in kube-join instead of an escaped array literal per column, and PostgreSQL
+ * unpacks it (`jsonb_to_recordset`).
+ */
+const BATCH_FIELDS = `id text, bot text, token text, pod text, join_method text, join_type text,
+    namespace text, service_account text, pod_name text, node_name text, at_ms bigint,
+    tls_serial text, ssh_serial text, expires_at_ms bigint, entry jsonb`;
+
+const UPSERT_BATCH = `
   INSERT INTO bot_instances AS i (bot_instance_id, bot_name, token_name, pod_uid, generation,
     join_method, join_type, namespace, service_account, pod_name, node_name, first_join_ms,
     last_join_ms, tls_serial, ssh_serial, expires_at_ms, history)
-  VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15::jsonb)
+  SELECT id, bot, token, pod, 1, join_method, join_type, namespace, service_account, pod_name,
+    node_name, at_ms, at_ms, tls_serial, ssh_serial, expires_at_ms, jsonb_build_array(entry)
+  FROM jsonb_to_recordset($1::jsonb) AS t(${BATCH_FIELDS})
   ON CONFLICT (bot_name, token_name, pod_uid) DO UPDATE SET
     generation = i.generation + 1,
     join_method = EXCLUDED.join_method,
@@ -61,7 +83,17 @@ const UPSERT = `
     ssh_serial = EXCLUDED.ssh_serial,
     expires_at_ms = EXCLUDED.expires_at_ms,
     history = ${TRIMMED_HISTORY("i.history", "EXCLUDED.history")}
-  RETURNING bot_instance_id, generation, first_join_ms, history`;
+  RETURNING bot_name, token_name, pod_uid, bot_instance_id, generation, first_join_ms, history`;
+
+/** The most joins one statement carries; more go into the next. */
+const MAX_BATCH = 256;
+
+/** A join waiting for its statement. */
+interface PendingJoin {
+  readonly join: InstanceJoin;
+  readonly resolve: (record: BotInstanceRecord) => void;
+  readonly reject: (err: Error) => void;
+}
 
 const APPEND_REFUSED = `
   UPDATE bot_instances SET history = ${TRIMMED_HISTORY("history", "$4::jsonb")}
@@ -73,11 +105,17 @@ export class PostgresStore implements Store {
   readonly location: string;
   readonly #pool: pg.Pool;
   readonly #newId: () => string;
+  readonly #onWriteBatch: ((joins: number) => void) | undefined;
+  #pending: PendingJoin[] = [];
+  #flushScheduled = false;
+  /** Statements sent and not yet settled, so `close` waits for them. */
+  readonly #inFlight = new Set<Promise<void>>();
 
   private constructor(pool: pg.Pool, location: string, options: PostgresStoreOptions) {
     this.#pool = pool;
     this.location = location;
     this.#newId = options.newId ?? (() => crypto.randomUUID());
+    this.#onWriteBatch = options.onWriteBatch;
   }
 
   /**
@@ -109,36 +147,105 @@ export class PostgresStore implements Store {
     return new PostgresStore(pool, location, options);
   }
 
-  async recordJoin(join: InstanceJoin): Promise<BotInstanceRecord> {
-    const entry: InstanceHistoryEntry = {
-      atMs: join.atMs,
-      remoteAddress: join.remoteAddress,
-      jti: join.jti,
-      result: "ok",
-    };
-    // A named statement: parsed and planned once per connection, not per join.
-    const result = await this.#pool.query({
-      name: "kube_join_record_join",
-      text: UPSERT,
-      values: [
-        this.#newId(),
-        join.botName,
-        join.tokenName,
-        join.podUid,
-        join.joinMethod,
-        join.joinType,
-        join.namespace,
-        join.serviceAccount,
-        join.podName,
-        join.nodeName ?? null,
-        join.atMs,
-        join.tlsSerial,
-        join.sshSerial,
-        join.expiresAtMs,
-        historyJson([entry]),
-      ],
+  recordJoin(join: InstanceJoin): Promise<BotInstanceRecord> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ join, resolve, reject });
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        // After this turn's I/O callbacks and their microtasks: every join of the turn is in.
+        setImmediate(() => this.#flush());
+      }
     });
-    return recordOf(join, onlyRow(result));
+  }
+
+  /** Sends the pending joins: one statement per group of distinct pods, in order. */
+  #flush(): void {
+    this.#flushScheduled = false;
+    const pending = this.#pending;
+    this.#pending = [];
+    // A pod's second join of the batch goes into the next statement, after the first committed.
+    const statements: PendingJoin[][] = [];
+    const seen = new Map<string, number>();
+    for (const p of pending) {
+      const key = keyOf(p.join.botName, p.join.tokenName, p.join.podUid);
+      const index = seen.get(key) ?? 0;
+      seen.set(key, index + 1);
+      let target = index;
+      while ((statements[target]?.length ?? 0) >= MAX_BATCH) target += 1;
+      (statements[target] ??= []).push(p);
+    }
+    const sending = (async () => {
+      for (const batch of statements) await this.#write(batch, true);
+    })();
+    this.#inFlight.add(sending);
+    void sending.finally(() => this.#inFlight.delete(sending));
+  }
+
+  /** One statement for `batch` (distinct pods); settles every join in it. Never rejects. */
+  async #write(batch: readonly PendingJoin[], retryAlone: boolean): Promise<void> {
+    let rows: Record<string, unknown>[];
+    try {
+      const result = await this.#pool.query({
+        // Named: parsed and planned once per connection, whatever the batch's size.
+        name: "kube_join_record_joins",
+        text: UPSERT_BATCH,
+        values: [this.#batchJson(batch)],
+      });
+      rows = result.rows as Record<string, unknown>[];
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      const aboutAValue = typeof code === "string" && /^2[23]/.test(code);
+      if (retryAlone && aboutAValue && batch.length > 1) {
+        for (const p of batch) await this.#write([p], false);
+        return;
+      }
+      const error = err instanceof Error ? err : new Error(String(err));
+      for (const p of batch) p.reject(error);
+      return;
+    }
+    this.#onWriteBatch?.(batch.length);
+    const byKey = new Map<string, Record<string, unknown>>();
+    for (const row of rows) {
+      byKey.set(keyOf(row["bot_name"], row["token_name"], row["pod_uid"]), row);
+    }
+    for (const p of batch) {
+      try {
+        const row = byKey.get(keyOf(p.join.botName, p.join.tokenName, p.join.podUid));
+        if (row === undefined) throw new Error("the upsert returned no row for this join");
+        p.resolve(recordOf(p.join, row));
+      } catch (err) {
+        p.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+  }
+
+  /** The batch as the statement's one parameter: a JSON array, fields as in `BATCH_FIELDS`. */
+  #batchJson(batch: readonly PendingJoin[]): string {
+    return JSON.stringify(
+      batch.map(({ join }) => ({
+        id: this.#newId(),
+        bot: join.botName,
+        token: join.tokenName,
+        pod: join.podUid,
+        join_method: join.joinMethod,
+        join_type: join.joinType,
+        namespace: join.namespace,
+        service_account: join.serviceAccount,
+        pod_name: join.podName,
+        node_name: join.nodeName ?? null,
+        at_ms: join.atMs,
+        tls_serial: join.tlsSerial,
+        ssh_serial: join.sshSerial,
+        expires_at_ms: join.expiresAtMs,
+        // The stored history entry, as historyJson writes it (no jti key when there is none).
+        entry: {
+          atMs: join.atMs,
+          remoteAddress: join.remoteAddress,
+          jti: join.jti,
+          result: "ok",
+        } satisfies InstanceHistoryEntry,
+      })),
+    );
   }
 
   async recordRefused(
@@ -213,14 +320,16 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
+    // Joins already waiting for their statement get it before the pool closes.
+    if (this.#pending.length > 0) this.#flush();
+    await Promise.all(this.#inFlight);
     await this.#pool.end();
   }
 }
 
-function onlyRow(result: pg.QueryResult): Record<string, unknown> {
-  const row = result.rows[0] as Record<string, unknown> | undefined;
-  if (row === undefined) throw new Error("the upsert returned no row");
-  return row;
+/** A map key for an instance key (from a join, or from a returned row). */
+function keyOf(botName: unknown, tokenName: unknown, podUid: unknown): string {
+  return JSON.stringify([botName, tokenName, podUid]);
 }
 
 async function migrate(pool: pg.Pool, location: string): Promise<void> {

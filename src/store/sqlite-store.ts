@@ -7,7 +7,16 @@
  * `FULL` would add an fsync to every join, and this binding is synchronous: the fsync would stall
  * the event loop, and every other join with it. docs/operations.md says the same.
  *
- * Each write is its own `BEGIN IMMEDIATE` transaction with a 5 s busy timeout, so the CLI
+ * Group commit: the joins that call `recordJoin` in one turn of the event loop are written in
+ * one `BEGIN IMMEDIATE ... COMMIT` when that turn ends (`setImmediate`), and each join's promise
+ * resolves only after the commit. A transaction's fixed costs (locks, WAL frame headers and
+ * checksums, the page of the table's end written once instead of once per join) are shared by
+ * the batch. A failed commit refuses every join in it; a join whose own row fails (a value the
+ * schema refuses) is refused alone: the batch is rolled back and its other joins written one by one.
+ *
+ * Checkpoints run on a worker thread (`sqlite-checkpointer.ts`), not inside a join's commit.
+ *
+ * Every other write is its own `BEGIN IMMEDIATE` transaction with a 5 s busy timeout, so the CLI
  * (`kube-join lock create`) can write to the file while `serve` runs.
  */
 import { existsSync } from "node:fs";
@@ -30,6 +39,7 @@ import {
   type SqliteStatement,
   type SqlRow,
 } from "./sqlite-driver.ts";
+import { SqliteCheckpointer, type CheckpointReport } from "./sqlite-checkpointer.ts";
 import { StoreOpenError, type Store } from "./store.ts";
 
 export interface SqliteStoreOptions {
@@ -38,7 +48,33 @@ export interface SqliteStoreOptions {
   /** Forces a binding (tests); default: node:sqlite where Node has it, else better-sqlite3. */
   readonly driver?: SqliteDriverName;
   readonly newId?: () => string;
+  /**
+   * How often the checkpoint thread copies the WAL into the database file; 0: no thread, SQLite's
+   * own automatic checkpoint inside commits (the CLI, which writes little and briefly).
+   */
+  readonly checkpointIntervalMs?: number;
+  /** How long a write waits for another connection's write (the CLI's, a checkpoint's). */
+  readonly busyTimeoutMs?: number;
+  /** The most joins one transaction writes (default 256); more wait for the next. */
+  readonly maxBatch?: number;
+  /** Each group commit, with how many joins it wrote (a metric: joins per commit). */
+  readonly onWriteBatch?: (joins: number) => void;
+  readonly onCheckpoint?: (report: CheckpointReport) => void;
+  /** The checkpoint thread failed (at start or later); SQLite's automatic checkpoint took over. */
+  readonly onCheckpointerError?: (err: Error) => void;
 }
+
+/** A join waiting for its group commit. */
+interface PendingJoin {
+  readonly join: InstanceJoin;
+  readonly resolve: (record: BotInstanceRecord) => void;
+  readonly reject: (err: Error) => void;
+}
+
+/** The default checkpoint interval of `serve`: the WAL holds about this long's writes at most. */
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 200;
+/** A WAL file larger than this is truncated back to it when the writer restarts it. */
+const JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /**
  * A join in one statement: generation 1 for a new key, else one more, and the history trimmed to
@@ -90,6 +126,11 @@ export class SqliteStore implements Store {
   readonly #lockByName: SqliteStatement;
   readonly #allLocks: SqliteStatement;
   readonly #deleteLock: SqliteStatement;
+  readonly #maxBatch: number;
+  readonly #onWriteBatch: ((joins: number) => void) | undefined;
+  #pending: PendingJoin[] = [];
+  #flushScheduled = false;
+  #checkpointer: SqliteCheckpointer | undefined;
   #closed = false;
 
   private constructor(db: SqliteDatabase, options: SqliteStoreOptions, driver: SqliteDriverName) {
@@ -97,6 +138,8 @@ export class SqliteStore implements Store {
     this.location = options.path;
     this.driver = driver;
     this.#newId = options.newId ?? (() => crypto.randomUUID());
+    this.#maxBatch = Math.max(1, options.maxBatch ?? 256);
+    this.#onWriteBatch = options.onWriteBatch;
     this.#byKey = db.prepare(
       "SELECT * FROM bot_instances WHERE bot_name = ? AND token_name = ? AND pod_uid = ?",
     );
@@ -129,7 +172,7 @@ export class SqliteStore implements Store {
     let db: SqliteDatabase | undefined;
     try {
       db = driver.open(options.path);
-      db.exec("PRAGMA busy_timeout = 5000");
+      db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
       // Reads the header: a file that is not a database fails here, before anything is written.
       const check = db.prepare("PRAGMA quick_check").get();
       if (check?.["quick_check"] !== "ok") {
@@ -137,8 +180,11 @@ export class SqliteStore implements Store {
       }
       db.exec("PRAGMA journal_mode = WAL");
       db.exec("PRAGMA synchronous = NORMAL");
+      db.exec(`PRAGMA journal_size_limit = ${JOURNAL_SIZE_LIMIT_BYTES}`);
       migrate(db, options.path);
-      return new SqliteStore(db, options, driver.name);
+      const store = new SqliteStore(db, options, driver.name);
+      await store.#startCheckpointer(options);
+      return store;
     } catch (err) {
       try {
         db?.close();
@@ -151,36 +197,138 @@ export class SqliteStore implements Store {
   }
 
   recordJoin(join: InstanceJoin): Promise<BotInstanceRecord> {
-    // One statement, so one implicit transaction: the join's only durable write.
+    if (this.#closed) return Promise.reject(new Error("the SQLite store is closed"));
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ join, resolve, reject });
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        // After this turn's I/O callbacks and their microtasks: every join that reached its
+        // write in this turn is in the batch.
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  /** One group commit: the pending joins (up to `maxBatch`) in one transaction. */
+  #flush(): void {
+    const batch = this.#pending.splice(0, this.#maxBatch);
+    if (this.#pending.length > 0) setImmediate(() => this.#flush());
+    else this.#flushScheduled = false;
+    if (batch.length === 0) return;
+    if (this.#closed) {
+      for (const p of batch) p.reject(new Error("the SQLite store is closed"));
+      return;
+    }
+    try {
+      this.#db.exec("BEGIN IMMEDIATE");
+    } catch (err) {
+      for (const p of batch) p.reject(asError(err));
+      return;
+    }
+    const rows: SqlRow[] = [];
+    for (const p of batch) {
+      let row: SqlRow | undefined;
+      try {
+        row = this.#upsertOne(p.join);
+      } catch {
+        // One row the database refuses must not refuse the others: write them one by one.
+        this.#rollback();
+        this.#writeOneByOne(batch);
+        return;
+      }
+      rows.push(row);
+    }
+    try {
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      this.#rollback();
+      for (const p of batch) p.reject(asError(err));
+      return;
+    }
+    this.#onWriteBatch?.(batch.length);
+    batch.forEach((p, i) => settle(p, rows[i]));
+  }
+
+  /** The slow path after a row failed inside a batch: each join in its own transaction. */
+  #writeOneByOne(batch: readonly PendingJoin[]): void {
+    for (const p of batch) {
+      try {
+        this.#db.exec("BEGIN IMMEDIATE");
+      } catch (err) {
+        p.reject(asError(err));
+        continue;
+      }
+      let row: SqlRow;
+      try {
+        row = this.#upsertOne(p.join);
+        this.#db.exec("COMMIT");
+      } catch (err) {
+        this.#rollback();
+        p.reject(asError(err));
+        continue;
+      }
+      this.#onWriteBatch?.(1);
+      settle(p, row);
+    }
+  }
+
+  /** The join's upsert, inside the caller's transaction. @throws what SQLite throws. */
+  #upsertOne(join: InstanceJoin): SqlRow {
     const entry = historyJson([
       { atMs: join.atMs, remoteAddress: join.remoteAddress, jti: join.jti, result: "ok" },
     ]).slice(1, -1);
-    let row: SqlRow | undefined;
+    const row = this.#upsert.get(
+      this.#newId(),
+      join.botName,
+      join.tokenName,
+      join.podUid,
+      join.joinMethod,
+      join.joinType,
+      join.namespace,
+      join.serviceAccount,
+      join.podName,
+      join.nodeName ?? null,
+      join.atMs,
+      join.atMs,
+      join.tlsSerial,
+      join.sshSerial,
+      join.expiresAtMs,
+      entry,
+      entry,
+    );
+    if (row === undefined) throw new Error("the upsert returned no row");
+    return row;
+  }
+
+  #rollback(): void {
     try {
-      row = this.#upsert.get(
-        this.#newId(),
-        join.botName,
-        join.tokenName,
-        join.podUid,
-        join.joinMethod,
-        join.joinType,
-        join.namespace,
-        join.serviceAccount,
-        join.podName,
-        join.nodeName ?? null,
-        join.atMs,
-        join.atMs,
-        join.tlsSerial,
-        join.sshSerial,
-        join.expiresAtMs,
-        entry,
-        entry,
-      );
-    } catch (err) {
-      return Promise.reject(asError(err));
+      this.#db.exec("ROLLBACK");
+    } catch {
+      // SQLite may have rolled back by itself (disk full, I/O error)
     }
-    if (row === undefined) return Promise.reject(new Error("the upsert returned no row"));
-    return Promise.resolve(recordOf(join, row));
+  }
+
+  async #startCheckpointer(options: SqliteStoreOptions): Promise<void> {
+    const intervalMs = options.checkpointIntervalMs ?? 0;
+    if (intervalMs <= 0) return;
+    const report = (err: Error): void => {
+      // SQLite's own checkpoint, inside commits, bounds the WAL again.
+      if (!this.#closed) this.#db.exec("PRAGMA wal_autocheckpoint = 1000");
+      options.onCheckpointerError?.(err);
+    };
+    try {
+      this.#checkpointer = await SqliteCheckpointer.start({
+        path: options.path,
+        driver: this.driver,
+        intervalMs,
+        ...(options.onCheckpoint === undefined ? {} : { onCheckpoint: options.onCheckpoint }),
+        onDied: report,
+      });
+    } catch (err) {
+      report(asError(err));
+      return;
+    }
+    this.#db.exec("PRAGMA wal_autocheckpoint = 0");
   }
 
   recordRefused(
@@ -245,12 +393,14 @@ export class SqliteStore implements Store {
     });
   }
 
-  close(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      this.#db.close();
-    }
-    return Promise.resolve();
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    // Joins already waiting for their commit get it.
+    if (this.#pending.length > 0) this.#flush();
+    this.#closed = true;
+    for (const p of this.#pending.splice(0)) p.reject(new Error("the SQLite store is closed"));
+    await this.#checkpointer?.stop();
+    this.#db.close();
   }
 
   #mustGet(id: string): BotInstanceRecord {
@@ -306,6 +456,16 @@ function migrate(db: SqliteDatabase, location: string): void {
   } catch (err) {
     db.exec("ROLLBACK");
     throw err;
+  }
+}
+
+/** Resolves a committed join with its record (or refuses it if the row cannot be read back). */
+function settle(p: PendingJoin, row: SqlRow | undefined): void {
+  try {
+    if (row === undefined) throw new Error("the upsert returned no row");
+    p.resolve(recordOf(p.join, row));
+  } catch (err) {
+    p.reject(asError(err));
   }
 }
 
