@@ -39,7 +39,7 @@ parentPort?.on("message", ({ id, files, nowMs }: ParseRequest) => {
             ? loaded
             : {
                 hash: loaded.hash,
-                parsed: loaded.parsed && toTransferable(loaded.parsed, shared),
+                parsed: loaded.parsed && toTransferable(loaded.parsed, shared, file.fingerprints),
               },
       };
       parentPort?.postMessage(answer);

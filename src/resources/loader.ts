@@ -36,6 +36,7 @@ import {
 } from "./load.ts";
 import {
   KeySetPool,
+  fingerprintsOf,
   fromTransferable,
   keySetsOf,
   toTransferable,
@@ -219,7 +220,14 @@ export class ResourceLoader {
     } else {
       // In workers, even the reading: 10,000 tokens are 11 MB of text, whose buffers would stay on
       // this thread's heap until a collection (RSS 60 MiB higher after ten reads, measured).
-      const files = toParse.map(({ file }) => ({ file, knownHash: undefined }));
+      const files = toParse.map(({ file }) => {
+        const known = this.#known.get(file);
+        return {
+          file,
+          knownHash: undefined,
+          fingerprints: known === undefined ? undefined : fingerprintsOf(known.parsed),
+        };
+      });
       const previous = (file: string) => this.#known.get(file)?.parsed;
       const results = await this.#workers.load(files, options, nowMs, this.#pool, previous);
       for (const [file, result] of results) {
@@ -305,7 +313,9 @@ export class ResourceLoader {
     return {
       hash: read.hash,
       parsed: fromTransferable(
-        structuredClone(toTransferable(parsed, new Map())),
+        structuredClone(
+          toTransferable(parsed, new Map(), fingerprintsOfKnown(this.#known.get(item.file))),
+        ),
         this.#pool,
         this.#known.get(item.file)?.parsed,
       ),
@@ -377,6 +387,10 @@ async function stampOf(file: string): Promise<FileStamp | undefined> {
   }
 }
 
+function fingerprintsOfKnown(known: KnownFile | undefined): readonly string[] | undefined {
+  return known === undefined ? undefined : fingerprintsOf(known.parsed);
+}
+
 function sameFiles(a: readonly ParsedFile[], b: readonly ParsedFile[]): boolean {
   return a.length === b.length && a.every((file, i) => file === b[i]);
 }
@@ -439,6 +453,8 @@ class FileReader {
 export interface FileToLoad {
   readonly file: string;
   readonly knownHash: string | undefined;
+  /** Its documents' fingerprints at the last load: those unchanged are not sent back. */
+  readonly fingerprints?: readonly string[] | undefined;
 }
 
 /** What loading one file gave: a problem, the same bytes as before, or a new parse. */

@@ -10,9 +10,13 @@
  *
  * A document that parsed to exactly what it parsed to at the last load (a file whose bytes
  * changed elsewhere: a comment, another token, a ConfigMap rewriting every file) keeps its
- * previous objects, and the copy that arrived is dropped at once, young: a full reload of files
- * that changed little leaves nothing behind for a full collection of the old heap.
+ * previous objects. Each document travels with its fingerprint (the sha256 of its form in
+ * transit); given the fingerprints of the file's last load, the worker sends `null` for a document
+ * whose fingerprint did not change, so the event loop neither receives nor compares it: a full
+ * reload of files that changed little costs the event loop a few small messages, and leaves
+ * nothing behind for a full collection of the old heap.
  */
+import { createHash } from "node:crypto";
 import { KeySet, type VerificationKey } from "../jwt/keys.ts";
 import { JOIN_METHODS } from "../methods/registry.ts";
 import type { ParsedDocument, ParsedFile } from "./load.ts";
@@ -31,22 +35,33 @@ interface JoinInTransit {
   readonly settings: unknown;
 }
 
+/** A `ParsedDocument` in transit: its prepared join and key sets as plain data. */
+type DocumentInTransit = Omit<ParsedDocument, "token"> & {
+  readonly token?:
+    (Omit<JoinToken, "join"> & { readonly join: JoinInTransit | undefined }) | undefined;
+};
+
 /** A `ParsedFile` as a worker posts it: prepared joins and key sets as plain data. */
 export interface TransferableFile {
   readonly file: string;
   readonly problems: readonly string[];
   readonly warnings: readonly string[];
   readonly timeDependent: boolean;
-  readonly documents: readonly (Omit<ParsedDocument, "token"> & {
-    readonly token?:
-      (Omit<JoinToken, "join"> & { readonly join: JoinInTransit | undefined }) | undefined;
-  })[];
+  /** `null`: the same as the document at this index at the last load (same fingerprint). */
+  readonly documents: readonly (DocumentInTransit | null)[];
+  /** Each document's fingerprint, in order. */
+  readonly fingerprints: readonly string[];
 }
 
-/** Replaces prepared joins and key sets by plain data; `shared` keeps one replacement per set. */
+/**
+ * Replaces prepared joins and key sets by plain data; `shared` keeps one replacement per set.
+ * `previous`: the fingerprints of this file's documents at the last load; a document whose
+ * fingerprint is the same at the same index is left out (`null`).
+ */
 export function toTransferable(
   parsed: ParsedFile,
   shared: Map<KeySet, KeySetInTransit>,
+  previous?: readonly string[],
 ): TransferableFile {
   const walk = (value: unknown): unknown => {
     if (value instanceof KeySet) {
@@ -65,16 +80,51 @@ export function toTransferable(
     }
     return value;
   };
+  const documents: (DocumentInTransit | null)[] = parsed.documents.map((doc) => {
+    const token = doc.token;
+    if (token?.join === undefined) return { ...doc, token: token && { ...token, join: undefined } };
+    const join = { method: token.join.method, settings: walk(token.join.settings) };
+    return { ...doc, token: { ...token, join } };
+  });
+  const fingerprints = documents.map((doc) => fingerprintOf(doc!));
+  if (previous !== undefined) {
+    fingerprints.forEach((fingerprint, i) => {
+      if (previous[i] === fingerprint) documents[i] = null;
+    });
+  }
   return {
-    ...parsed,
-    documents: parsed.documents.map((doc) => {
-      const token = doc.token;
-      if (token?.join === undefined)
-        return { ...doc, token: token && { ...token, join: undefined } };
-      const join = { method: token.join.method, settings: walk(token.join.settings) };
-      return { ...doc, token: { ...token, join } };
-    }),
+    file: parsed.file,
+    problems: parsed.problems,
+    warnings: parsed.warnings,
+    timeDependent: parsed.timeDependent,
+    documents,
+    fingerprints,
   };
+}
+
+/**
+ * A document's fingerprint: the sha256 of its form in transit as JSON, with Maps, Sets and key
+ * sets (by their keys' signature) spelled out. Two documents with one fingerprint parsed to the
+ * same values, positions and keys.
+ */
+function fingerprintOf(doc: DocumentInTransit): string {
+  const json = JSON.stringify(doc, (_key, value: unknown) => {
+    if (value instanceof Map) return { "~map": [...value] };
+    if (value instanceof Set) return { "~set": [...value] };
+    if (isRecord(value) && Object.hasOwn(value, KEY_SET)) {
+      return { "~keys": keySignature((value as unknown as KeySetInTransit)[KEY_SET]) };
+    }
+    return value;
+  });
+  return createHash("sha256").update(json).digest("base64url");
+}
+
+/** The fingerprints of each parsed file's documents (see `fingerprintsOf`). */
+const FINGERPRINTS = new WeakMap<ParsedFile, readonly string[]>();
+
+/** The fingerprints of a parsed file's documents, when it came through `fromTransferable`. */
+export function fingerprintsOf(parsed: ParsedFile): readonly string[] | undefined {
+  return FINGERPRINTS.get(parsed);
 }
 
 /**
@@ -112,9 +162,11 @@ function keySignature(keys: readonly VerificationKey[]): string {
  * Rebuilds a parsed file from what a worker posted: key sets from `pool`, prepared joins by
  * their methods. `moved` is the receiver's own copy (structured clone made it), so it is
  * completed in place rather than copied again: a full reload of 10,000 tokens would otherwise
- * leave a second copy of every token behind as garbage on the event loop's heap. Documents equal
- * to those of `previous` (the same file at the last load) are `previous`'s objects; when every
- * part is equal, the result is `previous` itself.
+ * leave a second copy of every token behind as garbage on the event loop's heap. A document left
+ * out (`null`: the same as at the last load) is `previous`'s; when every part is the same, the
+ * result is `previous` itself.
+ *
+ * @throws TypeError when a document is left out that `previous` does not have.
  */
 export function fromTransferable(
   moved: TransferableFile,
@@ -122,24 +174,25 @@ export function fromTransferable(
   previous?: ParsedFile,
 ): ParsedFile {
   const kept = new Set<unknown>();
-  if (previous !== undefined) {
-    let same =
-      moved.file === previous.file &&
-      moved.documents.length === previous.documents.length &&
-      equal(moved.problems, previous.problems) &&
-      equal(moved.warnings, previous.warnings) &&
-      moved.timeDependent === previous.timeDependent;
-    const documents = moved.documents.map((doc, i) => {
-      const before = previous.documents[i];
-      if (before !== undefined && sameDocument(doc, before)) {
-        kept.add(before);
-        return before;
-      }
-      same = false;
-      return doc;
-    });
-    if (same) return previous;
-    (moved as { documents: unknown }).documents = documents;
+  const documents = moved.documents.map((doc, i) => {
+    if (doc !== null) return doc;
+    const before = previous?.documents[i];
+    if (before === undefined) {
+      throw new TypeError(`a load worker left out document ${i} of ${moved.file}, not known here`);
+    }
+    kept.add(before);
+    return before;
+  });
+  if (
+    previous !== undefined &&
+    kept.size === previous.documents.length &&
+    documents.length === previous.documents.length &&
+    moved.file === previous.file &&
+    sameStrings(moved.problems, previous.problems) &&
+    sameStrings(moved.warnings, previous.warnings) &&
+    moved.timeDependent === previous.timeDependent
+  ) {
+    return previous;
   }
   const rebuilt = new Map<object, KeySet>();
   const restore = (value: unknown): unknown => {
@@ -158,7 +211,7 @@ export function fromTransferable(
     }
     return value;
   };
-  for (const doc of moved.documents) {
+  for (const doc of documents as DocumentInTransit[]) {
     if (kept.has(doc)) continue;
     const token = doc.token as { join: unknown } | undefined;
     const join = doc.token?.join;
@@ -169,100 +222,14 @@ export function fromTransferable(
     }
     token.join = method.revive(restore(join.settings));
   }
-  return moved as unknown as ParsedFile;
+  const { fingerprints, ...rest } = moved;
+  const parsed = { ...rest, documents } as unknown as ParsedFile;
+  FINGERPRINTS.set(parsed, fingerprints);
+  return parsed;
 }
 
-/**
- * Whether a document as it arrived (`moved`, in transit) parsed to exactly what `before` (a
- * document of the last load, rebuilt) did: every field, the token's join method and settings, its
- * key sets by content.
- */
-function sameDocument(
-  moved: TransferableFile["documents"][number],
-  before: ParsedDocument,
-): boolean {
-  if (!equalFields(moved, before, "token")) return false;
-  const movedToken = moved.token;
-  const beforeToken = before.token;
-  if (movedToken === undefined || beforeToken === undefined) return movedToken === beforeToken;
-  if (!equalFields(movedToken, beforeToken, "join")) return false;
-  const movedJoin = movedToken.join;
-  const beforeJoin = beforeToken.join;
-  if (movedJoin === undefined || beforeJoin === undefined) return movedJoin === beforeJoin;
-  return movedJoin.method === beforeJoin.method && equal(movedJoin.settings, beforeJoin.settings);
-}
-
-/**
- * Structural equality of parsed values: primitives, arrays, plain objects (a key whose value is
- * undefined counts as absent), Maps and Sets in order, and key sets (in transit on the left, a
- * `KeySet` on the right) by their keys. Anything else is equal only to itself. Written with plain
- * loops: it runs over every document of every file a reload parses (10,000 tokens), on the event
- * loop; with array helpers and rest objects it cost more than rebuilding the documents.
- */
-function equal(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  if (b instanceof KeySet) {
-    return isRecord(a) && Object.hasOwn(a, KEY_SET) && transitSignature(a) === setSignature(b);
-  }
-  if (Array.isArray(a)) {
-    if (!Array.isArray(b) || a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (!equal(a[i], b[i])) return false;
-    return true;
-  }
-  if (a instanceof Map) {
-    if (!(b instanceof Map) || a.size !== b.size) return false;
-    const right = b.entries();
-    for (const [k, v] of a) {
-      const [bk, bv] = right.next().value as [unknown, unknown];
-      if (!equal(k, bk) || !equal(v, bv)) return false;
-    }
-    return true;
-  }
-  if (a instanceof Set) {
-    if (!(b instanceof Set) || a.size !== b.size) return false;
-    const right = b.values();
-    for (const v of a) if (!equal(v, right.next().value)) return false;
-    return true;
-  }
-  if (!isRecord(a) || !isRecord(b) || Object.hasOwn(a, KEY_SET)) return false;
-  return equalFields(a, b, undefined);
-}
-
-/** `equal` for two plain objects, leaving out the field `skip` (compared by the caller). */
-function equalFields(a: object, b: object, skip: string | undefined): boolean {
-  const left = a as Record<string, unknown>;
-  const right = b as Record<string, unknown>;
-  let fields = 0;
-  for (const k in left) {
-    const v = left[k];
-    if (k === skip || v === undefined) continue;
-    fields++;
-    if (!equal(v, right[k])) return false;
-  }
-  for (const k in right) if (k !== skip && right[k] !== undefined) fields--;
-  return fields === 0;
-}
-
-/** Key signatures, computed once per object: many tokens share one key set. */
-const SIGNATURES = new WeakMap<object, string>();
-
-function transitSignature(moved: Record<string, unknown>): string {
-  let signature = SIGNATURES.get(moved);
-  if (signature === undefined) {
-    signature = keySignature((moved as unknown as KeySetInTransit)[KEY_SET]);
-    SIGNATURES.set(moved, signature);
-  }
-  return signature;
-}
-
-function setSignature(set: KeySet): string {
-  let signature = SIGNATURES.get(set);
-  if (signature === undefined) {
-    signature = keySignature(set.keys);
-    SIGNATURES.set(set, signature);
-  }
-  return signature;
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /** Every `KeySet` the tokens of a parsed file use (to keep the pool to what is in use). */
