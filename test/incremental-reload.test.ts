@@ -5,6 +5,7 @@
  * parsing on this thread and in a load worker.
  */
 import { strict as assert } from "node:assert";
+import { execFileSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -581,6 +582,21 @@ describe("what a reload reads", () => {
       assertSameAsFullLoad(third, await loadResources([dir]));
     } finally {
       loader.close();
+    }
+  });
+
+  test("a FIFO named as a resource file is a problem, not a hang", async () => {
+    const dir = resourcesDir();
+    const fifo = join(dir, "pipe.yaml");
+    execFileSync("mkfifo", [fifo]);
+    for (const workers of [0, 1]) {
+      const loader = new ResourceLoader();
+      try {
+        const problems = await problemsOf(loader.load([dir, fifo], { workers }));
+        assert.deepEqual(problems, [`${fifo}: not a regular file`]);
+      } finally {
+        loader.close();
+      }
     }
   });
 

@@ -110,6 +110,8 @@ export async function findResourceFiles(
 export async function readResourceFile(file: string): Promise<Buffer | string> {
   try {
     const info = await stat(file);
+    // A FIFO or a device named as a resource file would block the read (or never end).
+    if (!info.isFile()) return `${file}: not a regular file`;
     if (info.size > MAX_RESOURCE_FILE_BYTES) return tooLargeProblem(file);
     return await readFile(file);
   } catch (err) {

@@ -19,7 +19,7 @@
  *   serving what it had.
  */
 import { createHash } from "node:crypto";
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, openSync, readSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Worker } from "node:worker_threads";
 import { ConfigError } from "../errors.ts";
@@ -241,11 +241,12 @@ export class ResourceLoader {
           };
         });
       const previous = (file: string) => this.#known.get(file)?.parsed;
-      const results = await this.#workers.load(files, options, nowMs, this.#pool, previous);
-      for (const [file, result] of results) {
-        loaded.set(file, result);
-      }
-      if (warmUp !== undefined) loaded.set(warmUp.file, await warming!);
+      const [results, warmed] = await Promise.all([
+        this.#workers.load(files, options, nowMs, this.#pool, previous),
+        warming,
+      ]);
+      for (const [file, result] of results) loaded.set(file, result);
+      if (warmUp !== undefined && warmed !== undefined) loaded.set(warmUp.file, warmed);
     }
     const next = new Map<string, KnownFile>();
     const order: string[] = [];
@@ -450,7 +451,8 @@ export class FileReader {
   read(file: string): string | { readonly hash: string; readonly bytes: number; text(): string } {
     let fd: number | undefined;
     try {
-      fd = openSync(file, "r");
+      // Non-blocking: a file swapped for a FIFO since its stat fails here instead of waiting.
+      fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
       // One byte more than the limit, so a file over it is caught without a stat.
       const buffer = (this.#buffer ??= Buffer.allocUnsafeSlow(MAX_RESOURCE_FILE_BYTES + 1));
       let length = 0;
