@@ -111,6 +111,8 @@ function fingerprintOf(doc: DocumentInTransit): string {
   const json = JSON.stringify(doc, (_key, value: unknown) => {
     if (value instanceof Map) return { "~map": [...value] };
     if (value instanceof Set) return { "~set": [...value] };
+    // Not from YAML's core schema, but JSON would throw on one and fail the reload.
+    if (typeof value === "bigint") return { "~bigint": value.toString() };
     if (isRecord(value) && Object.hasOwn(value, KEY_SET)) {
       return { "~keys": keySignature((value as unknown as KeySetInTransit)[KEY_SET]) };
     }
