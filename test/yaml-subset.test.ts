@@ -207,6 +207,20 @@ test("yaml-subset: texts at the edges of the subset are taken and agree, or are 
     // Declined texts read exactly as the library reads them, problems included.
     const actual = parseYamlDocuments("f.yaml", text);
     const expected = parseWithLibrary("f.yaml", text);
+    if (expected.problems.some((p) => p.includes("Maximum call stack size exceeded"))) {
+      // Where the library runs out of stack depends on how deep the stack already was (one
+      // frame more through parseYamlDocuments, and each Node version's frame sizes): the same
+      // problem, at a column that moves. Both must report it, and nothing else.
+      const overflow = (p: string) =>
+        /^f\.yaml:\d+:\d+: YAML syntax: Maximum call stack size exceeded$/.test(p);
+      assert.ok(
+        actual.problems.length > 0 && actual.problems.every(overflow),
+        actual.problems.join("\n"),
+      );
+      assert.ok(expected.problems.every(overflow), expected.problems.join("\n"));
+      assert.deepEqual(actual.documents, []);
+      continue;
+    }
     assert.deepEqual(actual.problems, expected.problems);
     assert.deepEqual(actual.warnings, expected.warnings);
     assert.deepEqual(
