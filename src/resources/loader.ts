@@ -234,11 +234,7 @@ export class ResourceLoader {
         .filter((item) => item !== warmUp)
         .map(({ file }) => {
           const known = this.#known.get(file);
-          return {
-            file,
-            knownHash: undefined,
-            fingerprints: known === undefined ? undefined : fingerprintsOf(known.parsed),
-          };
+          return { file, fingerprints: known && fingerprintsOf(known.parsed) };
         });
       const previous = (file: string) => this.#known.get(file)?.parsed;
       const [results, warmed] = await Promise.all([
@@ -312,26 +308,21 @@ export class ResourceLoader {
   /** Parses one file on this thread, its key sets interned in the pool as a worker's are. */
   async #loadHere(item: ToParse, nowMs: number): Promise<FileLoaded> {
     await yieldToEventLoop();
-    let read = item.read;
-    if (read === undefined) {
-      // Asynchronously, as a worker reads: this file may not be a regular one (a FIFO would
-      // block a synchronous read, and the event loop with it).
-      const fresh = await readResourceFile(item.file);
-      if (typeof fresh === "string") return { problem: fresh };
-      read = { hash: sha256(fresh), text: fresh.toString("utf8") };
-    }
+    // Without a reader, asynchronously: this file may not be a regular one (a FIFO would block
+    // a synchronous read, and the event loop with it).
+    const read = item.read ?? (await readHashed(item.file));
+    if (typeof read === "string") return { problem: read };
     const parsed = parseResourceFile(item.file, read.text, nowMs);
+    const known = this.#known.get(item.file);
     // Through the worker's form and a structured clone, exactly as a worker's parse arrives: its
     // key sets are interned in the pool, and its strings are copies (a string sliced from the
     // file's text would keep the whole text alive).
     return {
       hash: read.hash,
       parsed: fromTransferable(
-        structuredClone(
-          toTransferable(parsed, new Map(), fingerprintsOfKnown(this.#known.get(item.file))),
-        ),
+        structuredClone(toTransferable(parsed, new Map(), known && fingerprintsOf(known.parsed))),
         this.#pool,
-        this.#known.get(item.file)?.parsed,
+        known?.parsed,
       ),
     };
   }
@@ -409,10 +400,6 @@ function smallest(files: readonly ToParse[]): ToParse | undefined {
   return best;
 }
 
-function fingerprintsOfKnown(known: KnownFile | undefined): readonly string[] | undefined {
-  return known === undefined ? undefined : fingerprintsOf(known.parsed);
-}
-
 function sameFiles(a: readonly ParsedFile[], b: readonly ParsedFile[]): boolean {
   return a.length === b.length && a.every((file, i) => file === b[i]);
 }
@@ -472,10 +459,9 @@ export class FileReader {
   }
 }
 
-/** A file to load: its name as messages name it, and the sha256 its last parse had. */
+/** A file to load: its name as messages name it. */
 export interface FileToLoad {
   readonly file: string;
-  readonly knownHash: string | undefined;
   /** Its documents' fingerprints at the last load: those unchanged are not sent back. */
   readonly fingerprints?: readonly string[] | undefined;
 }
@@ -484,29 +470,33 @@ export interface FileToLoad {
 export type FileLoaded =
   { readonly problem: string } | { readonly hash: string; readonly parsed: ParsedFile | undefined };
 
-/**
- * Reads one file and parses it unless its sha256 is `knownHash` (`parsed` is then undefined):
- * what a load worker does per file, and this thread when there are no workers.
- */
+/** Reads and parses one file: what a load worker does per file. */
 export async function loadFile(
-  { file, knownHash }: FileToLoad,
+  { file }: FileToLoad,
   nowMs: number,
-  reader?: FileReader,
+  reader: FileReader,
 ): Promise<FileLoaded> {
-  // A worker reads a regular file synchronously, on its own thread: through fs/promises, its
-  // reads would queue in libuv's thread pool (four threads, shared with the event loop) ahead of
-  // the audit trail's writes that every join waits for.
+  const read = await readHashed(file, reader);
+  if (typeof read === "string") return { problem: read };
+  return { hash: read.hash, parsed: parseResourceFile(file, read.text, nowMs) };
+}
+
+/**
+ * A file's text and sha256, or its problem. With `reader`, a regular file is read synchronously
+ * (in a worker: through fs/promises its reads would queue in libuv's thread pool, four threads
+ * shared with the event loop, ahead of the audit trail's writes that every join waits for);
+ * anything else asynchronously, since a FIFO would block a synchronous read.
+ */
+async function readHashed(
+  file: string,
+  reader?: FileReader,
+): Promise<string | { readonly hash: string; readonly text: string }> {
   if (reader !== undefined && (await stampOf(file))?.isFile === true) {
     const read = reader.read(file);
-    if (typeof read === "string") return { problem: read };
-    if (read.hash === knownHash) return { hash: read.hash, parsed: undefined };
-    return { hash: read.hash, parsed: parseResourceFile(file, read.text(), nowMs) };
+    return typeof read === "string" ? read : { hash: read.hash, text: read.text() };
   }
   const read = await readResourceFile(file);
-  if (typeof read === "string") return { problem: read };
-  const hash = createHash("sha256").update(read).digest("base64url");
-  if (hash === knownHash) return { hash, parsed: undefined };
-  return { hash, parsed: parseResourceFile(file, read.toString("utf8"), nowMs) };
+  return typeof read === "string" ? read : { hash: sha256(read), text: read.toString("utf8") };
 }
 
 /** What a load worker is started with. */

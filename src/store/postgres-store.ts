@@ -30,6 +30,7 @@ import { LockExistsError } from "../join/lock-store.ts";
 import type { Lock } from "../locks/lock.ts";
 import { historyJson, lockTargetJson, recordOf, rowToInstance, rowToLock } from "./rows.ts";
 import { CREATE_SCHEMA_VERSION_TABLE, pendingMigrations } from "./schema.ts";
+import { TurnBatch, type PendingJoin } from "./turn-batch.ts";
 import { StoreOpenError, type Store } from "./store.ts";
 
 export interface PostgresStoreOptions {
@@ -88,13 +89,6 @@ const UPSERT_BATCH = `
 /** The most joins one statement carries; more go into the next. */
 const MAX_BATCH = 256;
 
-/** A join waiting for its statement. */
-interface PendingJoin {
-  readonly join: InstanceJoin;
-  readonly resolve: (record: BotInstanceRecord) => void;
-  readonly reject: (err: Error) => void;
-}
-
 const APPEND_REFUSED = `
   UPDATE bot_instances SET history = ${TRIMMED_HISTORY("history", "$4::jsonb")}
   WHERE bot_name = $1 AND token_name = $2 AND pod_uid = $3
@@ -106,8 +100,7 @@ export class PostgresStore implements Store {
   readonly #pool: pg.Pool;
   readonly #newId: () => string;
   readonly #onWriteBatch: ((joins: number) => void) | undefined;
-  #pending: PendingJoin[] = [];
-  #flushScheduled = false;
+  readonly #batch = new TurnBatch((batch) => this.#send(batch));
   /** Statements sent and not yet settled, so `close` waits for them. */
   readonly #inFlight = new Set<Promise<void>>();
 
@@ -148,21 +141,11 @@ export class PostgresStore implements Store {
   }
 
   recordJoin(join: InstanceJoin): Promise<BotInstanceRecord> {
-    return new Promise((resolve, reject) => {
-      this.#pending.push({ join, resolve, reject });
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        // After this turn's I/O callbacks and their microtasks: every join of the turn is in.
-        setImmediate(() => this.#flush());
-      }
-    });
+    return this.#batch.add(join);
   }
 
-  /** Sends the pending joins: one statement per group of distinct pods, in order. */
-  #flush(): void {
-    this.#flushScheduled = false;
-    const pending = this.#pending;
-    this.#pending = [];
+  /** Sends a turn's joins: one statement per group of distinct pods, in order. */
+  #send(pending: readonly PendingJoin[]): void {
     // A pod's second join of the batch goes into the next statement, after the first committed.
     const statements: PendingJoin[][] = [];
     const seen = new Map<string, number>();
@@ -321,7 +304,7 @@ export class PostgresStore implements Store {
 
   async close(): Promise<void> {
     // Joins already waiting for their statement get it before the pool closes.
-    if (this.#pending.length > 0) this.#flush();
+    if (this.#batch.waiting) this.#batch.flush();
     await Promise.all(this.#inFlight);
     await this.#pool.end();
   }

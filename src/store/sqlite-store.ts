@@ -41,6 +41,7 @@ import {
 } from "./sqlite-driver.ts";
 import { SqliteCheckpointer, type CheckpointReport } from "./sqlite-checkpointer.ts";
 import { StoreOpenError, type Store } from "./store.ts";
+import { TurnBatch, type PendingJoin } from "./turn-batch.ts";
 
 export interface SqliteStoreOptions {
   /** The database file; created with the schema when missing. */
@@ -62,13 +63,6 @@ export interface SqliteStoreOptions {
   readonly onCheckpoint?: (report: CheckpointReport) => void;
   /** The checkpoint thread failed (at start or later); SQLite's automatic checkpoint took over. */
   readonly onCheckpointerError?: (err: Error) => void;
-}
-
-/** A join waiting for its group commit. */
-interface PendingJoin {
-  readonly join: InstanceJoin;
-  readonly resolve: (record: BotInstanceRecord) => void;
-  readonly reject: (err: Error) => void;
 }
 
 /** The default checkpoint interval of `serve`: the WAL holds about this long's writes at most. */
@@ -126,10 +120,8 @@ export class SqliteStore implements Store {
   readonly #lockByName: SqliteStatement;
   readonly #allLocks: SqliteStatement;
   readonly #deleteLock: SqliteStatement;
-  readonly #maxBatch: number;
   readonly #onWriteBatch: ((joins: number) => void) | undefined;
-  #pending: PendingJoin[] = [];
-  #flushScheduled = false;
+  readonly #batch: TurnBatch;
   #checkpointer: SqliteCheckpointer | undefined;
   #closed = false;
 
@@ -138,7 +130,10 @@ export class SqliteStore implements Store {
     this.location = options.path;
     this.driver = driver;
     this.#newId = options.newId ?? (() => crypto.randomUUID());
-    this.#maxBatch = Math.max(1, options.maxBatch ?? 256);
+    this.#batch = new TurnBatch(
+      (batch) => this.#commit(batch),
+      Math.max(1, options.maxBatch ?? 256),
+    );
     this.#onWriteBatch = options.onWriteBatch;
     this.#byKey = db.prepare(
       "SELECT * FROM bot_instances WHERE bot_name = ? AND token_name = ? AND pod_uid = ?",
@@ -198,23 +193,11 @@ export class SqliteStore implements Store {
 
   recordJoin(join: InstanceJoin): Promise<BotInstanceRecord> {
     if (this.#closed) return Promise.reject(new Error("the SQLite store is closed"));
-    return new Promise((resolve, reject) => {
-      this.#pending.push({ join, resolve, reject });
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        // After this turn's I/O callbacks and their microtasks: every join that reached its
-        // write in this turn is in the batch.
-        setImmediate(() => this.#flush());
-      }
-    });
+    return this.#batch.add(join);
   }
 
-  /** One group commit: the pending joins (up to `maxBatch`) in one transaction. */
-  #flush(): void {
-    const batch = this.#pending.splice(0, this.#maxBatch);
-    if (this.#pending.length > 0) setImmediate(() => this.#flush());
-    else this.#flushScheduled = false;
-    if (batch.length === 0) return;
+  /** One group commit: a turn's joins (up to `maxBatch`) in one transaction. */
+  #commit(batch: readonly PendingJoin[]): void {
     if (this.#closed) {
       for (const p of batch) p.reject(new Error("the SQLite store is closed"));
       return;
@@ -396,9 +379,9 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     // Joins already waiting for their commit get it.
-    if (this.#pending.length > 0) this.#flush();
+    if (this.#batch.waiting) this.#batch.flush();
     this.#closed = true;
-    for (const p of this.#pending.splice(0)) p.reject(new Error("the SQLite store is closed"));
+    this.#batch.rejectAll(new Error("the SQLite store is closed"));
     await this.#checkpointer?.stop();
     this.#db.close();
   }

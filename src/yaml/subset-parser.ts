@@ -339,11 +339,24 @@ class SubsetParser {
     return -1;
   }
 
+  /**
+   * After a collection's entry: the offset where its next entry starts, on the next line with
+   * content at column `indent`; undefined when the collection ends there (end of text, a document
+   * marker, a line less indented). A line more indented is outside the subset.
+   */
+  #nextAt(indent: number): number | undefined {
+    this.#skipBlank();
+    if (this.#line >= this.#starts.length || this.#isMarker(this.#line)) return undefined;
+    const next = this.#indentOf(this.#line);
+    if (next < indent) return undefined;
+    if (next > indent) outside();
+    return this.#starts[this.#line]! + next;
+  }
+
   /** A block mapping at column `indent`, its first key at `at` on the current line. */
   #blockMap(indent: number, at: number): [PlainObject, MapPosition] {
     const value: PlainObject = {};
     const pos: MapPosition = { at, keys: [], keyAt: [], nodes: [] };
-    const count = this.#starts.length;
     for (;;) {
       const end = this.#ends[this.#line]!;
       const colon = this.#keyEnd(at, end);
@@ -355,12 +368,9 @@ class SubsetParser {
       pos.keys.push(key);
       pos.keyAt.push(at);
       pos.nodes.push(node);
-      this.#skipBlank();
-      if (this.#line >= count || this.#isMarker(this.#line)) break;
-      const next = this.#indentOf(this.#line);
-      if (next < indent) break;
-      if (next > indent) outside();
-      at = this.#starts[this.#line]! + next;
+      const next = this.#nextAt(indent);
+      if (next === undefined) break;
+      at = next;
     }
     return [value, pos];
   }
@@ -460,18 +470,13 @@ class SubsetParser {
   #blockSeq(indent: number, at: number): [unknown[], SeqPosition] {
     const value: unknown[] = [];
     const pos: SeqPosition = { at, items: [] };
-    const count = this.#starts.length;
     for (;;) {
       const [item, node] = this.#blockValue(at + 1, indent, true);
       value.push(item);
       pos.items.push(node);
-      this.#skipBlank();
-      if (this.#line >= count || this.#isMarker(this.#line)) break;
-      const next = this.#indentOf(this.#line);
-      if (next < indent) break;
-      if (next > indent) outside();
-      at = this.#starts[this.#line]! + next;
-      if (!this.#isSeqItem(at, this.#ends[this.#line]!)) break;
+      const next = this.#nextAt(indent);
+      if (next === undefined || !this.#isSeqItem(next, this.#ends[this.#line]!)) break;
+      at = next;
     }
     return [value, pos];
   }
