@@ -6,7 +6,11 @@ import { InstanceLedger } from "../src/join/instance-ledger.ts";
 import { PostgresStore } from "../src/store/postgres-store.ts";
 import { SCHEMA_VERSION } from "../src/store/schema.ts";
 import { StoreOpenError } from "../src/store/store.ts";
-import { botInstanceStoreContract, join } from "./support/bot-instance-store-contract.ts";
+import {
+  assertBadRowRefusedAlone,
+  botInstanceStoreContract,
+  join,
+} from "./support/bot-instance-store-contract.ts";
 import { lockStoreContract } from "./support/lock-store-contract.ts";
 import { PG_PASSWORD, POSTGRES, startPostgres, type PostgresCluster } from "./support/postgres.ts";
 
@@ -265,18 +269,7 @@ test(
   async () => {
     const store = await PostgresStore.open({ url: await need().createDatabase() });
     try {
-      const bad = join({ podUid: "pod-bad", podName: null as unknown as string }); // NOT NULL
-      const outcomes = await Promise.allSettled([
-        store.recordJoin(join({ podUid: "pod-1" })),
-        store.recordJoin(bad),
-        store.recordJoin(join({ podUid: "pod-2" })),
-      ]);
-      assert.deepEqual(
-        outcomes.map((o) => o.status),
-        ["fulfilled", "rejected", "fulfilled"],
-      );
-      assert.match(String((outcomes[1] as PromiseRejectedResult).reason), /null value/);
-      assert.deepEqual((await store.list()).map((r) => r.podUid).sort(), ["pod-1", "pod-2"]);
+      await assertBadRowRefusedAlone(store, /null value/);
     } finally {
       await store.close();
     }

@@ -14,7 +14,8 @@ import { InstanceLedger } from "../src/join/instance-ledger.ts";
 import type { CheckpointReport } from "../src/store/sqlite-checkpointer.ts";
 import { loadSqliteDriver } from "../src/store/sqlite-driver.ts";
 import { SqliteStore } from "../src/store/sqlite-store.ts";
-import { join } from "./support/bot-instance-store-contract.ts";
+import { assertBadRowRefusedAlone, join } from "./support/bot-instance-store-contract.ts";
+import { lock } from "./support/lock-store-contract.ts";
 
 const dir = mkdtempSync(joinPath(tmpdir(), "kube-join-sqlite-batch-"));
 process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
@@ -94,18 +95,7 @@ test("sqlite: a failed commit refuses every join of its batch with store_unavail
 test("sqlite: one row the database refuses is refused alone; the rest of its batch is written", async () => {
   const store = await SqliteStore.open({ path: freshPath() });
   try {
-    const bad = join({ podUid: "pod-bad", podName: null as unknown as string }); // NOT NULL
-    const outcomes = await Promise.allSettled([
-      store.recordJoin(join({ podUid: "pod-1" })),
-      store.recordJoin(bad),
-      store.recordJoin(join({ podUid: "pod-2" })),
-    ]);
-    assert.deepEqual(
-      outcomes.map((o) => o.status),
-      ["fulfilled", "rejected", "fulfilled"],
-    );
-    assert.match(String((outcomes[1] as PromiseRejectedResult).reason), /NOT NULL/);
-    assert.deepEqual((await store.list()).map((r) => r.podUid).sort(), ["pod-1", "pod-2"]);
+    await assertBadRowRefusedAlone(store, /NOT NULL/);
   } finally {
     await store.close();
   }
@@ -153,14 +143,7 @@ test("sqlite: the checkpoint thread keeps the WAL bounded while joins are writte
     const cli = await SqliteStore.open({ path });
     try {
       assert.equal((await cli.list()).length, 4000);
-      await cli.createLock({
-        name: "l1",
-        target: { join_token: "example-bot" },
-        message: undefined,
-        expiresAtMs: undefined,
-        createdAtMs: 5,
-        origin: "store",
-      });
+      await cli.createLock(lock({ name: "l1" }));
     } finally {
       await cli.close();
     }

@@ -164,3 +164,25 @@ export function botInstanceStoreContract(
     assert.equal(await store.sweep(Number.MAX_SAFE_INTEGER), 0);
   });
 }
+
+/**
+ * A SQL adapter's batch with one row its database refuses (a NOT NULL pod name): that join alone
+ * is refused, with the database's reason matching `reason`; the others of its batch are written.
+ */
+export async function assertBadRowRefusedAlone(
+  store: BotInstanceStore,
+  reason: RegExp,
+): Promise<void> {
+  const bad = join({ podUid: "pod-bad", podName: null as unknown as string });
+  const outcomes = await Promise.allSettled([
+    store.recordJoin(join({ podUid: "pod-1" })),
+    store.recordJoin(bad),
+    store.recordJoin(join({ podUid: "pod-2" })),
+  ]);
+  assert.deepEqual(
+    outcomes.map((o) => o.status),
+    ["fulfilled", "rejected", "fulfilled"],
+  );
+  assert.match(String((outcomes[1] as PromiseRejectedResult).reason), reason);
+  assert.deepEqual((await store.list()).map((r) => r.podUid).sort(), ["pod-1", "pod-2"]);
+}
