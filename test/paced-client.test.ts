@@ -86,6 +86,35 @@ describe("pacedLoad", () => {
     assert.deepEqual(seen, ["a", "b", "c", "a", "b", "c", "a", "b", "c", "a"]);
   });
 
+  test("a warm-up runs the same schedule first and is not counted, but its failures are", async () => {
+    const seen: string[] = [];
+    const port = await server((_req, body, res) => {
+      seen.push(body);
+      // The warm-up's first answer is a refusal; the counted ones all succeed.
+      reply(res, seen.length === 1 ? 401 : 200, "ok");
+    });
+    const bodies = Array.from({ length: 20 }, (_, i) => `b${i}`);
+    let countingAt = -1;
+    const result = await pacedLoad({
+      port,
+      path: "/v1/join",
+      rate: 100,
+      seconds: 0.1,
+      warmupSeconds: 0.1,
+      connections: 1,
+      bodies,
+      onCounting: () => (countingAt = seen.length),
+    });
+    assert.deepEqual(seen, bodies);
+    assert.equal(result.latenciesMs.length, 10);
+    assert.equal(result.fromWriteMs.length, 10);
+    assert.equal(result.ok, 10);
+    assert.equal(result.failed, 1);
+    // Told when the first counted request fell due, 0.1 s in: the warm-up's ten due by then (a
+    // stalled answer may hold back the last few of them), and no counted one but the first.
+    assert.ok(countingAt >= 5 && countingAt <= 11, `counting at request ${countingAt}`);
+  });
+
   test("counts answers other than 2xx as failed, not ok", async () => {
     let n = 0;
     const port = await server((_req, _body, res) => {

@@ -5,9 +5,9 @@
  *
  * For a reload it runs at a lower scheduling priority than the event loop's thread (Linux keeps
  * a nice value per thread), so on a busy machine the kernel runs joins and probes first and the
- * reload takes what is left.
+ * reload takes what is left: `load-worker-entry.ts`, its first module, sets it.
  */
-import { setPriority } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parentPort, workerData } from "node:worker_threads";
 import type { KeySet } from "../jwt/keys.ts";
 import {
@@ -20,19 +20,19 @@ import {
 import { toTransferable, type KeySetInTransit } from "./transfer.ts";
 
 /**
- * Nice value of this thread: the lowest (19), so it takes only what the event loop and the rest
- * leave of the CPU. Under paced joins at half capacity on two cores, the full reload's join p99 was
- * 1.4-3.7x the quiet p99 at nice 10 and 1.0-2.9x at 19 (2026-12-02, six rounds each).
+ * The share of a reload's time this worker spends parsing: after each file it sleeps as long as
+ * the file took. Nice 19 gives the event loop the CPU whenever both want it, but not its caches,
+ * nor the CPU of V8's helper threads, which compile and collect for this worker at the process's
+ * priority; join p50 still rose from 1.2-1.3 to 1.6-1.8 ms during a full reload of 10,000 tokens.
+ * At half the duty, the reload takes 1.0-1.1 s instead of 0.7 s without load, and under paced
+ * joins at half capacity the full reload's join p99 was 0.42-1.77x the p99 without a reload (the
+ * medians of three alternated pairs, five runs) against 2.16x and 2.34x at full duty (two runs;
+ * 2026-12-02). Start-up and `kube-join check` parse at full duty: nothing is served meanwhile.
  */
-const WORKER_NICE = 19;
+const RELOAD_DUTY = 0.5;
 
-if ((workerData as LoadWorkerData).background) {
-  try {
-    setPriority(WORKER_NICE);
-  } catch {
-    // Not permitted or not supported here: the worker runs at the process's priority.
-  }
-}
+/** Whether this worker parses reloads (behind the event loop) or start-up and `check`. */
+const background = (workerData as LoadWorkerData).background;
 
 /** One buffer for every file this worker reads. */
 const reader = new FileReader();
@@ -42,7 +42,8 @@ parentPort?.on("message", ({ id, files, nowMs }: ParseRequest) => {
   void (async () => {
     // One transferable key set per KeySet of this request (shared within each message).
     const shared = new Map<KeySet, KeySetInTransit>();
-    for (const file of files) {
+    for (const [i, file] of files.entries()) {
+      const started = performance.now();
       const loaded = await loadFile(file, nowMs, reader);
       const answer: ParseAnswer = {
         id,
@@ -56,6 +57,9 @@ parentPort?.on("message", ({ id, files, nowMs }: ParseRequest) => {
               },
       };
       parentPort?.postMessage(answer);
+      if (background && i < files.length - 1) {
+        await sleep(((performance.now() - started) * (1 - RELOAD_DUTY)) / RELOAD_DUTY);
+      }
     }
     const done: ParseAnswer = { id, done: true };
     parentPort?.postMessage(done);

@@ -523,11 +523,12 @@ export type FileLoadedInTransit =
   | { readonly hash: string; readonly parsed: TransferableFile | undefined };
 
 /**
- * The worker's module: next to this one, as `.ts` when running from the sources (tests, the
- * bench's in-process parts) and `.js` from `dist/`.
+ * The worker's first module (`load-worker-entry.ts`, which loads `load-worker.ts`): next to this
+ * one, as `.ts` when running from the sources (tests, the bench's in-process parts) and `.js` from
+ * `dist/`.
  */
 const WORKER_URL = new URL(
-  import.meta.url.endsWith(".ts") ? "./load-worker.ts" : "./load-worker.js",
+  import.meta.url.endsWith(".ts") ? "./load-worker-entry.ts" : "./load-worker-entry.js",
   import.meta.url,
 );
 
