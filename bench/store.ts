@@ -85,7 +85,7 @@ export async function benchStore(): Promise<BenchRow[]> {
     const key = generateClusterKey("RS256");
     process.stderr.write("bench: minting distinct JWTs and key pairs for the store rounds...\n");
     // Each server gets every body once (their stores are apart), so one pool serves all three.
-    const bodies = await makeBodies(key, 34_000, false);
+    const bodies = await makeBodies(key, 60_000, false);
     const start = async (name: string, line: string): Promise<Started> => {
       const server = await startKubeJoin(dir, key, false, { name, lines: [line] });
       servers.push(server);
