@@ -35,7 +35,7 @@ import {
   serviceAccountClaims,
   type ClusterKey,
 } from "../test/support/jwt.ts";
-import { median } from "./http.ts";
+import { median, PACED_WARMUP_SECONDS } from "./http.ts";
 import { round, type BenchRow } from "./measure.ts";
 import { quantile, type PacedOptions, type PacedResultJson } from "./paced-client.ts";
 import { freePort, rssMiB, spawnUntil, type Spawned } from "./processes.ts";
@@ -404,9 +404,6 @@ async function pacedRun(
     reload: reloaded,
   };
 }
-
-/** Paced before the counted seconds of each run, not counted (bench/paced-client.ts says why). */
-const PACED_WARMUP_SECONDS = 0.5;
 
 /** How far into a paced run's counted seconds its reload starts. */
 const RELOAD_AFTER_MS = 300;
