@@ -498,13 +498,16 @@ test("a real full disk (64 KiB tmpfs): refused, whole lines only, recovers once 
     }
     assert.ok(refused > 0, "the disk never filled up");
     assert.equal(audit.healthy, false);
-    assert.equal(wholeLines(file).length, accepted, "every accepted line, and only those");
+    // The file is read only once the sink is closed: while the disk is full, the sink's own retry
+    // (every 20 ms here) may be between a short write and the truncation that takes it back, and
+    // a read at that moment saw the half line (about one run in fifteen).
 
     unlinkSync(filler);
     await until(() => audit.healthy, "recovery after space was freed");
     await audit.record(SUCCESS);
     await audit.close();
     const lines = wholeLines(file);
+    // Every accepted line and only those, then the gap and the line after recovery.
     assert.equal(lines.length, accepted + 2);
     assert.equal(lines.at(-2)?.["event"], "audit.gap");
     assert.equal(lines.at(-2)?.["lost_lines"], refused);
