@@ -7,7 +7,15 @@
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -597,6 +605,28 @@ describe("what a reload reads", () => {
       } finally {
         loader.close();
       }
+    }
+  });
+
+  test("a reload's worker runs at nice 19 and gives what a full load gives", async () => {
+    const dir = resourcesDir();
+    const loader = new ResourceLoader({ parseHereMaxBytes: 0 });
+    try {
+      const set = await loader.load([dir], { workers: 1, background: true });
+      assert.equal(loader.lastLoad?.parsedIn, "workers");
+      assertSameAsFullLoad(set, await loadResources([dir]));
+      if (process.platform !== "linux") return;
+      // The worker is kept a while after its load: one of this process's threads is at nice 19
+      // (field 19 of /proc/self/task/TID/stat), and the event loop's thread is above it.
+      const niceOf = (tid: string): number => {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+      };
+      const nices = readdirSync("/proc/self/task").map(niceOf);
+      assert.ok(nices.includes(19), `no thread at nice 19: ${nices.join(", ")}`);
+      assert.ok(niceOf(String(process.pid)) < 19, "the event loop's thread was lowered too");
+    } finally {
+      loader.close();
     }
   });
 
