@@ -81,16 +81,13 @@ export async function pacedLoad(options: PacedOptions): Promise<PacedResult> {
   const latencies = new Float64Array(counted);
   const fromWrite = new Float64Array(counted);
   const intervalMs = (1000 * connections) / rate;
-  const encoded = options.bodies.map((body) =>
+  // With no bodies given, every request is sent with an empty one.
+  const encoded = (options.bodies.length > 0 ? options.bodies : [""]).map((body) =>
     Buffer.from(
       `POST ${options.path} HTTP/1.1\r\nHost: 127.0.0.1:${options.port}\r\n` +
         `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n` +
         body,
     ),
-  );
-  const empty = Buffer.from(
-    `POST ${options.path} HTTP/1.1\r\nHost: 127.0.0.1:${options.port}\r\n` +
-      `Content-Type: application/json\r\nContent-Length: 0\r\n\r\n`,
   );
   const start = performance.now() + 20;
   if (options.onCounting !== undefined) {
@@ -139,7 +136,7 @@ export async function pacedLoad(options: PacedOptions): Promise<PacedResult> {
         // when a timer fired a little early (timers have whole-millisecond resolution).
         written = performance.now();
         from = Math.min(scheduled, written);
-        socket.write(encoded[(index + k * connections) % encoded.length] ?? empty);
+        socket.write(encoded[(index + k * connections) % encoded.length]!);
       };
       socket.on("data", (chunk: Buffer) => {
         pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);

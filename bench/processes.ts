@@ -97,11 +97,19 @@ export async function spawnUntil(
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
+/**
+ * The fields of a /proc `stat` file (`/proc/PID/stat`, `/proc/self/task/TID/stat`) after the
+ * parenthesised command name, which may itself hold spaces: field N of proc(5) is at N - 3.
+ */
+export function procStatFields(path: string): string[] {
+  const stat = readFileSync(path, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /** User + system CPU seconds a process has used so far, from /proc/PID/stat. */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15.
+  const fields = procStatFields(`/proc/${pid}/stat`);
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 

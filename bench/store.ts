@@ -5,7 +5,7 @@
  * ratios of kube-join's own CPU per join, measured side by side: SQLite within 1.15x of memory,
  * PostgreSQL within 1.3x. PostgreSQL's own CPU is reported beside it, not hidden in the ratio.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateClusterKey } from "../test/support/jwt.ts";
@@ -26,7 +26,7 @@ import {
   type Started,
 } from "./http.ts";
 import { round, type BenchRow } from "./measure.ts";
-import { cpuSeconds } from "./processes.ts";
+import { cpuSeconds, procStatFields } from "./processes.ts";
 
 const ROUNDS = 5;
 const ROUND_SECONDS = 2;
@@ -39,8 +39,7 @@ function clusterCpuSeconds(postmasterPid: number): number {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const ppid = Number(procStatFields(`/proc/${entry}/stat`)[1]);
       if (Number(entry) === postmasterPid || ppid === postmasterPid) {
         total += cpuSeconds(Number(entry));
       }

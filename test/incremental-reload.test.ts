@@ -19,6 +19,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { procStatFields } from "../bench/processes.ts";
 import { loadOrCreateAuthority, type CertificateAuthority } from "../src/ca/authority.ts";
 import { ed25519AuthorizedKey } from "../src/ca/ssh.ts";
 import { ConfigError, JoinError } from "../src/errors.ts";
@@ -618,10 +619,8 @@ describe("what a reload reads", () => {
       if (process.platform !== "linux") return;
       // The worker is kept a while after its load: one of this process's threads is at nice 19
       // (field 19 of /proc/self/task/TID/stat), and the event loop's thread is above it.
-      const niceOf = (tid: string): number => {
-        const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
-        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
-      };
+      const niceOf = (tid: string): number =>
+        Number(procStatFields(`/proc/self/task/${tid}/stat`)[16]);
       const nices = readdirSync("/proc/self/task").map(niceOf);
       assert.ok(nices.includes(19), `no thread at nice 19: ${nices.join(", ")}`);
       assert.ok(niceOf(String(process.pid)) < 19, "the event loop's thread was lowered too");
