@@ -1,9 +1,9 @@
 /**
  * The Grafana dashboard (deploy/grafana/kube-join.json) against the real thing: a real
  * Prometheus scrapes a real `kube-join serve` that has served joins (static_jwks and oidc, a cache
- * hit among them), refusals, rate-limited requests and a failed and a good reload; every panel's
- * query and every template variable's query then goes through Prometheus' HTTP API and must parse
- * and return data. Grafana itself is not installable here, so the JSON is also checked against the
+ * hit among them, each recorded in its SQLite store), refusals, rate-limited requests and a failed
+ * and a good reload; every panel's query and every template variable's query then goes through
+ * Prometheus' HTTP API and must parse and return data. Grafana itself is not installable here, so the JSON is also checked against the
  * documented dashboard model (schemaVersion, panels with gridPos, targets with expr and refId,
  * templating.list with a datasource variable, no data source uid of ours).
  *
@@ -135,6 +135,9 @@ test("the dashboard keeps to Grafana's dashboard model and names no data source 
     "process cpu",
     "process memory",
     "expiry headroom",
+    "store taking writes",
+    "store record latency",
+    "locked joins",
   ]) {
     assert.ok(titles.includes(wanted), `no panel for ${wanted}`);
   }

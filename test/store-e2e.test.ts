@@ -233,8 +233,19 @@ test("a write the store cannot take: store_unavailable 503 with Retry-After and 
       db.close();
     }
     assert.equal((await joinAsPod(svc.baseUrl, key)).status, 200);
-    const response = await fetch(`${svc.diagUrl}/metrics`);
-    assert.match(await response.text(), /^kube_join_store_write_failures_total 2$/m);
+    const metrics = await (await fetch(`${svc.diagUrl}/metrics`)).text();
+    assert.match(metrics, /^kube_join_store_write_failures_total 2$/m);
+    // Each join's wait for its record, by result; a refused one waited out the busy timeout (5 s).
+    const wait = (suffix: string, result: string): number =>
+      Number(
+        new RegExp(
+          `^kube_join_store_record_duration_seconds_${suffix}\\{result="${result}"\\} (\\S+)$`,
+          "m",
+        ).exec(metrics)?.[1],
+      );
+    assert.equal(wait("count", "success"), 2);
+    assert.equal(wait("count", "failure"), 2);
+    assert.ok(wait("sum", "failure") > 2 * 4, `failures waited ${wait("sum", "failure")} s in all`);
     const down = svc
       .logs()
       .filter((l) => l["msg"] === "store unavailable: joins are refused until it is back");

@@ -257,6 +257,63 @@ export const PANELS: readonly PanelSpec[] = [
     ],
   },
   {
+    title: "Store taking writes",
+    description:
+      "Replicas whose store takes writes (kube_join_store_up), out of those scraped. While one is 0, its joins are refused with store_unavailable and no certificate is issued (docs/store.md).",
+    type: "stat",
+    unit: "none",
+    w: 4,
+    h: 8,
+    queries: [
+      { expr: `sum(kube_join_store_up{${SEL}})`, legend: "writing" },
+      { expr: `count(up{${SEL}})`, legend: "scraped" },
+    ],
+  },
+  {
+    title: "Store record latency",
+    description:
+      "Percentiles of a join's wait for its bot-instance record, group commit included (kube_join_store_record_duration_seconds, written records): the store's share of the join latency.",
+    type: "timeseries",
+    unit: "s",
+    w: 8,
+    h: 8,
+    queries: [0.5, 0.99].map((q) => ({
+      expr: `histogram_quantile(${q}, sum by (le) (${rate("kube_join_store_record_duration_seconds_bucket", 'result="success"')}))`,
+      legend: `p${Math.round(q * 100)}`,
+    })),
+  },
+  {
+    title: "Joins per store write",
+    description:
+      "Mean joins recorded per store write (one SQLite commit, one PostgreSQL statement): group commit at work under load.",
+    type: "timeseries",
+    unit: "short",
+    w: 4,
+    h: 8,
+    queries: [
+      {
+        expr: `sum(${rate("kube_join_store_write_batch_joins_sum")}) / sum(${rate("kube_join_store_write_batch_joins_count")})`,
+        legend: "joins per write",
+      },
+    ],
+  },
+  {
+    title: "Locked joins per second",
+    description:
+      "Joins refused with join_locked, by the lock target field that matched (kube_join_locked_joins_total). The lock's name is in the audit line.",
+    type: "timeseries",
+    unit: "ops",
+    w: 8,
+    h: 8,
+    stack: true,
+    queries: [
+      {
+        expr: `sum by (target) (${rate("kube_join_locked_joins_total")})`,
+        legend: "{{target}}",
+      },
+    ],
+  },
+  {
     title: "Process CPU",
     description: "CPU seconds per second used by each replica's Node.js process.",
     type: "timeseries",
@@ -318,7 +375,7 @@ export function dashboard(): Record<string, unknown> {
       ],
     },
     description:
-      "kube-join: joins, refusals, latency, caches, reloads, oidc keys, CA expiry and the process. Generated from deploy/grafana/dashboard.ts.",
+      "kube-join: joins, refusals, latency, caches, reloads, oidc keys, the store and locks, CA expiry and the process. Generated from deploy/grafana/dashboard.ts.",
     editable: true,
     fiscalYearStartMonth: 0,
     graphTooltip: 1,

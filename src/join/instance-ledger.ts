@@ -54,6 +54,8 @@ export interface InstanceLedgerOptions {
   readonly onStoreDown?: (err: unknown) => void;
   /** The first good write after failures. */
   readonly onStoreUp?: () => void;
+  /** How long each join waited for its record, group commit included, and whether it was written. */
+  readonly onRecordWait?: (seconds: number, written: boolean) => void;
 }
 
 /** The facts a lock looks at, for a join that is authenticated but not yet recorded. */
@@ -96,9 +98,11 @@ export class InstanceLedger {
   /** Records the join durably. @throws JoinError `store_unavailable` when the write fails. */
   async record(join: InstanceJoin): Promise<BotInstanceRecord> {
     let record: BotInstanceRecord;
+    const started = performance.now();
     try {
       record = await this.#store.recordJoin(join);
     } catch (err) {
+      this.#options.onRecordWait?.((performance.now() - started) / 1000, false);
       this.#options.onWriteFailure?.(err);
       if (this.#storeUp) {
         this.#storeUp = false;
@@ -109,6 +113,7 @@ export class InstanceLedger {
         `the bot instance could not be recorded, so no certificate was issued; retry in ${STORE_RETRY_AFTER_SECONDS} s`,
       );
     }
+    this.#options.onRecordWait?.((performance.now() - started) / 1000, true);
     if (!this.#storeUp) {
       this.#storeUp = true;
       this.#options.onStoreUp?.();

@@ -30,6 +30,8 @@ export interface Metrics {
   recordStoreWriteFailure(): void;
   /** One write of the store (a SQLite group commit, a PostgreSQL batched statement) and its joins. */
   recordStoreWriteBatch(joins: number): void;
+  /** How long one join waited for its bot-instance record, and whether it was written. */
+  recordStoreRecordWait(seconds: number, written: boolean): void;
   /** Whether the store takes writes (1) or not (0) since the last write. */
   setStoreUp(up: boolean): void;
   /** Expired bot instances removed by a sweep. */
@@ -93,6 +95,14 @@ const REDUNDANT_DEFAULT_GAUGES = [
  * upper buckets catch a starved event loop or a slow disk.
  */
 const JOIN_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/**
+ * A join's wait for its record: tenths of a millisecond for SQLite and a local PostgreSQL, more
+ * across a network; a PostgreSQL query gives up after 5 s.
+ */
+const STORE_RECORD_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
+];
 
 /**
  * Creates the metrics of one service instance, including prom-client's default process and
@@ -180,6 +190,13 @@ export function createMetrics(): Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
     registers: [registry],
   });
+  const storeRecordWait = new Histogram({
+    name: `${PREFIX}store_record_duration_seconds`,
+    help: "Time a join waited for its bot-instance record, group commit included, by result (success: written, failure: store_unavailable).",
+    labelNames: ["result"] as const,
+    buckets: STORE_RECORD_BUCKETS,
+    registers: [registry],
+  });
   const storeUp = new Gauge({
     name: `${PREFIX}store_up`,
     help: "1 while the store takes writes, 0 from a failed write until the next good one.",
@@ -259,6 +276,7 @@ export function createMetrics(): Metrics {
   auditHealthy.set(1);
   for (const target of LOCK_TARGET_FIELDS) lockedJoins.inc({ target }, 0);
   storeWriteFailures.inc(0);
+  for (const result of ["success", "failure"]) storeRecordWait.zero({ result });
   storeUp.set(1);
   instancesSwept.inc(0);
 
@@ -304,6 +322,9 @@ export function createMetrics(): Metrics {
     },
     recordStoreWriteFailure() {
       storeWriteFailures.inc();
+    },
+    recordStoreRecordWait(seconds, written) {
+      storeRecordWait.observe({ result: written ? "success" : "failure" }, seconds);
     },
     recordStoreWriteBatch(joins) {
       storeWriteBatch.observe(joins);

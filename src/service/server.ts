@@ -461,6 +461,7 @@ async function openStoreParts(
     store,
     locks: watcher,
     onWriteFailure: () => metrics.recordStoreWriteFailure(),
+    onRecordWait: (seconds, written) => metrics.recordStoreRecordWait(seconds, written),
     onStoreDown: (err) => {
       metrics.setStoreUp(false);
       log.error({ err }, "store unavailable: joins are refused until it is back");
