@@ -4,6 +4,10 @@
  * alternating rounds so drift on this shared machine falls on all three alike. The targets are
  * ratios of kube-join's own CPU per join, measured side by side: SQLite within 1.15x of memory,
  * PostgreSQL within 1.3x. PostgreSQL's own CPU is reported beside it, not hidden in the ratio.
+ *
+ * The half-load p99s are read against a second in-memory server paced in the same alternation:
+ * two identical servers differ by this run's noise. Each store's share of the latency is its
+ * record wait, read from the server's own `kube_join_store_record_duration_seconds`.
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -50,25 +54,58 @@ function clusterCpuSeconds(postmasterPid: number): number {
   return total;
 }
 
-/** Writes and joins so far of a server's store (`kube_join_store_write_batch_joins`). */
-interface Batches {
+/** What a server's store metrics say so far. */
+interface StoreReading {
+  /** `kube_join_store_write_batch_joins`: writes, and the joins they carried. */
   readonly writes: number;
   readonly joins: number;
+  /** `kube_join_store_record_duration_seconds{result="success"}`: cumulative bucket counts by `le`. */
+  readonly waitBuckets: ReadonlyMap<number, number>;
+  readonly waitSum: number;
+  readonly waitCount: number;
 }
 
-async function batches(server: Started): Promise<Batches> {
+async function reading(server: Started): Promise<StoreReading> {
   const text = await (await fetch(`${server.diagUrl}/metrics`)).text();
-  const value = (suffix: string): number =>
-    Number(
-      new RegExp(`^kube_join_store_write_batch_joins_${suffix} (\\S+)$`, "m").exec(text)?.[1] ?? 0,
-    );
-  return { writes: value("count"), joins: value("sum") };
+  const value = (name: string): number =>
+    Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+  const waitBuckets = new Map<number, number>();
+  const bucket =
+    /^kube_join_store_record_duration_seconds_bucket\{le="([^"]+)",result="success"\} (\S+)$/gm;
+  for (const m of text.matchAll(bucket)) waitBuckets.set(Number(m[1]), Number(m[2]));
+  const wait = (suffix: string): number =>
+    value(`kube_join_store_record_duration_seconds_${suffix}\\{result="success"\\}`);
+  return {
+    writes: value("kube_join_store_write_batch_joins_count"),
+    joins: value("kube_join_store_write_batch_joins_sum"),
+    waitBuckets,
+    waitSum: wait("sum"),
+    waitCount: wait("count"),
+  };
 }
 
-/** Mean joins per write between two readings, as a row's text. */
-function perWrite(before: Batches, after: Batches): number {
+/** Mean joins per write between two readings. */
+function perWrite(before: StoreReading, after: StoreReading): number {
   const writes = after.writes - before.writes;
   return writes === 0 ? 0 : (after.joins - before.joins) / writes;
+}
+
+/**
+ * The joins' wait for their records between two readings: the mean, and the p99 as the histogram
+ * can give it (the upper bound of the bucket it falls in).
+ */
+function recordWait(
+  before: StoreReading,
+  after: StoreReading,
+): { readonly meanMs: number; readonly p99Ms: number } {
+  const count = after.waitCount - before.waitCount;
+  const meanMs = count === 0 ? 0 : ((after.waitSum - before.waitSum) * 1000) / count;
+  for (const [le, cumulative] of [...after.waitBuckets].sort(([a], [b]) => a - b)) {
+    if (cumulative - (before.waitBuckets.get(le) ?? 0) >= 0.99 * count) {
+      return { meanMs, p99Ms: le * 1000 };
+    }
+  }
+  return { meanMs, p99Ms: Number.POSITIVE_INFINITY };
 }
 
 export async function benchStore(): Promise<BenchRow[]> {
@@ -99,6 +136,9 @@ export async function benchStore(): Promise<BenchRow[]> {
       "-postgres",
       "store: {engine: postgres, postgres: {url_file: ./store-url}}",
     );
+    // A second in-memory server, paced like the others: how far two identical servers differ in
+    // this run is the noise the stores' p99s are read against.
+    const memoryAgain = await start("-memory-again", "store: {engine: memory}");
     const pools: Record<"memory" | "sqlite" | "postgres", Pool> = {
       memory: pool(bodies),
       sqlite: pool(bodies),
@@ -109,8 +149,10 @@ export async function benchStore(): Promise<BenchRow[]> {
     for (const name of names) {
       await fire(targets[name].url, pools[name], { duration: WARM_UP_SECONDS });
     }
+    const againPool = pool(bodies);
+    await fire(memoryAgain.url, againPool, { duration: WARM_UP_SECONDS });
     const totals = { memory: newTotal(), sqlite: newTotal(), postgres: newTotal() };
-    const loadedFrom = { sqlite: await batches(sqlite), postgres: await batches(postgres) };
+    const loadedFrom = { sqlite: await reading(sqlite), postgres: await reading(postgres) };
     let pgCpu = 0;
     const pgPid = cluster.postmasterPid();
     for (let r = 0; r < ROUNDS; r++) {
@@ -127,24 +169,30 @@ export async function benchStore(): Promise<BenchRow[]> {
       (totals[name].cpuSeconds * 1000) / Math.max(1, totals[name].ok);
     const rate = (name: (typeof names)[number]) => totals[name].ok / totals[name].seconds;
 
-    const loadedTo = { sqlite: await batches(sqlite), postgres: await batches(postgres) };
+    const loadedTo = { sqlite: await reading(sqlite), postgres: await reading(postgres) };
 
-    // p99 at half of the in-memory store's maximum, evenly paced, alternating.
+    // p99 at half of the in-memory store's maximum, evenly paced, alternating; the second
+    // in-memory server takes its turn after the three stores.
     const halfRate = Math.max(1, Math.floor(rate("memory") / 2));
     const paced = { memory: newPaced(), sqlite: newPaced(), postgres: newPaced() };
+    const pacedAgain = newPaced();
     for (let r = 0; r < PACED_ROUNDS; r++) {
       for (const name of names) {
         await pacedRound(paced[name], targets[name].url, pools[name], halfRate, dir);
       }
+      await pacedRound(pacedAgain, memoryAgain.url, againPool, halfRate, dir);
     }
-    const pacedTo = { sqlite: await batches(sqlite), postgres: await batches(postgres) };
+    const pacedTo = { sqlite: await reading(sqlite), postgres: await reading(postgres) };
+    const p99 = (total: typeof pacedAgain): number => median(roundP99s(total));
     const wrapped = names.filter((n) => pools[n].next > bodies.length);
     if (wrapped.length > 0) {
       process.stderr.write(
         `bench: warning: the store pool wrapped for ${wrapped.join(", ")}: repeated JWTs hit the cache\n`,
       );
     }
-    const failed = names.reduce((n, name) => n + totals[name].failed + paced[name].failed, 0);
+    const failed =
+      names.reduce((n, name) => n + totals[name].failed + paced[name].failed, 0) +
+      pacedAgain.failed;
     return [
       {
         name: "store: server CPU per join, in-memory store (store off)",
@@ -178,14 +226,32 @@ export async function benchStore(): Promise<BenchRow[]> {
       })),
       ...names.map((name) => ({
         name: `store: p99 at ${halfRate}/s evenly paced, ${name}`,
-        value: round(median(roundP99s(paced[name])), 1),
+        value: round(p99(paced[name]), 1),
         unit: pacedUnit(paced[name]),
       })),
+      {
+        name: `store: p99 at ${halfRate}/s evenly paced, memory again (a second in-memory server)`,
+        value: round(p99(pacedAgain), 1),
+        unit: pacedUnit(pacedAgain),
+      },
+      {
+        name: "store:   p99 / in-memory's: memory again (this run's noise), sqlite, postgres",
+        value: round(p99(pacedAgain) / p99(paced.memory), 2),
+        unit: `x, ${round(p99(paced.sqlite) / p99(paced.memory), 2)}x, ${round(p99(paced.postgres) / p99(paced.memory), 2)}x`,
+      },
       ...(["sqlite", "postgres"] as const).map((name) => ({
         name: `store:   joins per write at ${halfRate}/s evenly paced, ${name}`,
         value: round(perWrite(loadedTo[name], pacedTo[name]), 2),
         unit: "joins",
       })),
+      ...(["sqlite", "postgres"] as const).map((name) => {
+        const wait = recordWait(loadedTo[name], pacedTo[name]);
+        return {
+          name: `store:   a join's wait for its record at ${halfRate}/s, ${name}: p99 (bucket bound)`,
+          value: round(wait.p99Ms, 2),
+          unit: `ms (mean ${round(wait.meanMs, 2)} ms; kube_join_store_record_duration_seconds)`,
+        };
+      }),
       { name: "store: failed requests in these rounds", value: failed, unit: "(target 0)" },
     ];
   } finally {
