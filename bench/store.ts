@@ -29,7 +29,12 @@ import {
   type Pool,
   type Started,
 } from "./http.ts";
+import type { InstanceJoin } from "../src/join/bot-instance-store.ts";
+import { PostgresStore } from "../src/store/postgres-store.ts";
+import { DEFAULT_CHECKPOINT_INTERVAL_MS, SqliteStore } from "../src/store/sqlite-store.ts";
+import type { Store } from "../src/store/store.ts";
 import { round, type BenchRow } from "./measure.ts";
+import { quantile } from "./paced-client.ts";
 import { cpuSeconds, procStatFields } from "./processes.ts";
 
 const ROUNDS = 5;
@@ -106,6 +111,102 @@ function recordWait(
     }
   }
   return { meanMs, p99Ms: Number.POSITIVE_INFINITY };
+}
+
+/** Records written by the store alone, in this process: no HTTP, no JWT, no signing. */
+const ALONE_SECONDS = 3;
+const ALONE_ROUNDS = 3;
+
+/** Latencies (ms) of one store's records, paced, from each `recordJoin` call to its commit. */
+async function recordAlone(store: Store, rate: number, seconds: number, tag: string) {
+  const count = Math.round(rate * seconds);
+  const latencies = new Float64Array(count);
+  const join = (i: number): InstanceJoin => ({
+    botName: "bench",
+    tokenName: "bench-token",
+    podUid: `${tag}-${i}`,
+    joinMethod: "kubernetes",
+    joinType: "static_jwks",
+    namespace: "default",
+    serviceAccount: "tbot",
+    podName: `tbot-${i}`,
+    nodeName: "node-1",
+    atMs: Date.now(),
+    remoteAddress: "127.0.0.1",
+    jti: `${tag}-${i}`,
+    tlsSerial: String(i),
+    sshSerial: String(i),
+    expiresAtMs: Date.now() + 3_600_000,
+  });
+  const started = performance.now();
+  let sent = 0;
+  const writes: Promise<void>[] = [];
+  while (sent < count) {
+    const due = Math.min(count, Math.floor(((performance.now() - started) * rate) / 1000) + 1);
+    for (; sent < due; sent++) {
+      const i = sent;
+      const called = performance.now();
+      writes.push(
+        store.recordJoin(join(i)).then(() => {
+          latencies[i] = performance.now() - called;
+        }),
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await Promise.all(writes);
+  return latencies;
+}
+
+/**
+ * The record wait of each engine alone, alternating: SQLite as `serve` runs it, PostgreSQL with
+ * durable commits (its default), and PostgreSQL with `synchronous_commit = off` (the operator's
+ * trade, docs/store.md), each in a database of its own.
+ */
+async function benchRecordAlone(
+  cluster: PostgresCluster,
+  dir: string,
+  rate: number,
+): Promise<BenchRow[]> {
+  // A database default: every connection of the store's pool has it.
+  const asyncUrl = await cluster.createDatabase("kube_join_bench_async", {
+    synchronous_commit: "off",
+  });
+  const stores = {
+    sqlite: await SqliteStore.open({
+      path: join(dir, "alone.db"),
+      checkpointIntervalMs: DEFAULT_CHECKPOINT_INTERVAL_MS,
+    }),
+    "postgres (synchronous_commit on)": await PostgresStore.open({
+      url: await cluster.createDatabase("kube_join_bench_sync"),
+    }),
+    "postgres (synchronous_commit off)": await PostgresStore.open({ url: asyncUrl }),
+  };
+  type Name = keyof typeof stores;
+  const names = Object.keys(stores) as Name[];
+  const rounds = new Map<Name, Float64Array[]>(names.map((n) => [n, []]));
+  try {
+    for (const name of names) await recordAlone(stores[name], rate, 1, "warm");
+    for (let r = 0; r < ALONE_ROUNDS; r++) {
+      for (const name of names) {
+        rounds.get(name)!.push(await recordAlone(stores[name], rate, ALONE_SECONDS, `r${r}`));
+      }
+    }
+  } finally {
+    for (const store of Object.values(stores)) await store.close();
+  }
+  return names.map((name) => {
+    const p99s = rounds.get(name)!.map((latencies) => quantile(latencies, 0.99));
+    const all = Float64Array.from(rounds.get(name)!.flatMap((latencies) => [...latencies]));
+    return {
+      name: `store: a record alone at ${rate}/s (no HTTP), ${name}: p99`,
+      value: round(median(p99s), 2),
+      unit: `ms (median of ${ALONE_ROUNDS} rounds of ${ALONE_SECONDS} s; p50 ${round(quantile(all, 0.5), 2)}, p99.9 ${round(quantile(all, 0.999), 1)}, max ${round(
+        all.reduce((m, v) => Math.max(m, v), 0),
+        1,
+      )} ms)`,
+    };
+  });
 }
 
 export async function benchStore(): Promise<BenchRow[]> {
@@ -190,6 +291,8 @@ export async function benchStore(): Promise<BenchRow[]> {
         `bench: warning: the store pool wrapped for ${wrapped.join(", ")}: repeated JWTs hit the cache\n`,
       );
     }
+    // Last, with the servers idle: the stores alone, at the same rate.
+    const alone = await benchRecordAlone(cluster, dir, halfRate);
     const failed =
       names.reduce((n, name) => n + totals[name].failed + paced[name].failed, 0) +
       pacedAgain.failed;
@@ -252,6 +355,7 @@ export async function benchStore(): Promise<BenchRow[]> {
           unit: `ms (mean ${round(wait.meanMs, 2)} ms; kube_join_store_record_duration_seconds)`,
         };
       }),
+      ...alone,
       { name: "store: failed requests in these rounds", value: failed, unit: "(target 0)" },
     ];
   } finally {

@@ -60,8 +60,11 @@ export interface PostgresCluster {
   readonly socketDir: string;
   /** The server's main process (its backends are its children), for CPU accounting. */
   postmasterPid(): number;
-  /** A new empty database owned by `PG_USER`; resolves to its URL (password included). */
-  createDatabase(name?: string): Promise<string>;
+  /**
+   * A new empty database owned by `PG_USER`, with `settings` as its defaults (`ALTER DATABASE ...
+   * SET`); resolves to its URL (password included).
+   */
+  createDatabase(name?: string, settings?: Readonly<Record<string, string>>): Promise<string>;
   /** A URL without the password, for tests that give it another way. */
   urlWithoutPassword(database: string): string;
   /** Stops the server (fast shutdown: connections are cut) and starts it again on the same port. */
@@ -188,9 +191,17 @@ export async function startPostgres(
     postmasterPid(): number {
       return Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n", 1)[0]);
     },
-    async createDatabase(name?: string): Promise<string> {
+    async createDatabase(
+      name?: string,
+      settings: Readonly<Record<string, string>> = {},
+    ): Promise<string> {
       const database = name ?? `kj_${process.pid}_${++databaseSeq}`;
-      await admin((c) => c.query(`CREATE DATABASE ${database} OWNER ${PG_USER}`));
+      await admin(async (c) => {
+        await c.query(`CREATE DATABASE ${database} OWNER ${PG_USER}`);
+        for (const [setting, value] of Object.entries(settings)) {
+          await c.query(`ALTER DATABASE ${database} SET ${setting} = ${value}`);
+        }
+      });
       return `postgres://${PG_USER}:${PG_PASSWORD}@127.0.0.1:${port}/${database}`;
     },
     urlWithoutPassword(database: string): string {
