@@ -3,9 +3,10 @@
  * Prometheus scrapes a real `kube-join serve` that has served joins (static_jwks and oidc, a cache
  * hit among them, each recorded in its SQLite store), refusals, rate-limited requests and a failed
  * and a good reload; every panel's query and every template variable's query then goes through
- * Prometheus' HTTP API and must parse and return data. Grafana itself is not installable here, so the JSON is also checked against the
- * documented dashboard model (schemaVersion, panels with gridPos, targets with expr and refId,
- * templating.list with a datasource variable, no data source uid of ours).
+ * Prometheus' HTTP API and must parse and return data. Grafana itself is not installable here,
+ * so the JSON is also checked against the documented dashboard model (schemaVersion, panels with
+ * gridPos, targets with expr and refId, templating.list with a datasource variable, no data
+ * source uid of ours).
  *
  * The same Prometheus loads the alerting rules (deploy/prometheus/kube-join.rules.yaml): each must
  * evaluate without error on the live service's series, and none may fire.

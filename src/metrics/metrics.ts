@@ -97,8 +97,9 @@ const REDUNDANT_DEFAULT_GAUGES = [
 const JOIN_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 /**
- * A join's wait for its record: tenths of a millisecond for SQLite and a local PostgreSQL, more
- * across a network; a PostgreSQL query gives up after 5 s.
+ * A join's wait for its record: under a millisecond on average for SQLite, a few for a local
+ * PostgreSQL under load (docs/store.md), more across a network; a PostgreSQL query and SQLite's
+ * busy wait give up after 5 s.
  */
 const STORE_RECORD_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5,
