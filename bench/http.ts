@@ -238,7 +238,8 @@ export async function pacedRound(
   total.failed += result.failed;
 }
 
-function joined(rounds: readonly Float64Array[]): Float64Array {
+/** The rounds' latencies as one array. */
+export function joined(rounds: readonly Float64Array[]): Float64Array {
   const all = new Float64Array(rounds.reduce((n, r) => n + r.length, 0));
   let at = 0;
   for (const round of rounds) {

@@ -13,9 +13,11 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateClusterKey } from "../test/support/jwt.ts";
+import { join as instanceJoin } from "../test/support/bot-instance-store-contract.ts";
 import { startPostgres, type PostgresCluster } from "../test/support/postgres.ts";
 import {
   fire,
+  joined,
   makeBodies,
   measureRound,
   median,
@@ -29,7 +31,6 @@ import {
   type Pool,
   type Started,
 } from "./http.ts";
-import type { InstanceJoin } from "../src/join/bot-instance-store.ts";
 import { PostgresStore } from "../src/store/postgres-store.ts";
 import { DEFAULT_CHECKPOINT_INTERVAL_MS, SqliteStore } from "../src/store/sqlite-store.ts";
 import type { Store } from "../src/store/store.ts";
@@ -121,23 +122,6 @@ const ALONE_ROUNDS = 3;
 async function recordAlone(store: Store, rate: number, seconds: number, tag: string) {
   const count = Math.round(rate * seconds);
   const latencies = new Float64Array(count);
-  const join = (i: number): InstanceJoin => ({
-    botName: "bench",
-    tokenName: "bench-token",
-    podUid: `${tag}-${i}`,
-    joinMethod: "kubernetes",
-    joinType: "static_jwks",
-    namespace: "default",
-    serviceAccount: "tbot",
-    podName: `tbot-${i}`,
-    nodeName: "node-1",
-    atMs: Date.now(),
-    remoteAddress: "127.0.0.1",
-    jti: `${tag}-${i}`,
-    tlsSerial: String(i),
-    sshSerial: String(i),
-    expiresAtMs: Date.now() + 3_600_000,
-  });
   const started = performance.now();
   let sent = 0;
   const writes: Promise<void>[] = [];
@@ -147,7 +131,7 @@ async function recordAlone(store: Store, rate: number, seconds: number, tag: str
       const i = sent;
       const called = performance.now();
       writes.push(
-        store.recordJoin(join(i)).then(() => {
+        store.recordJoin(instanceJoin({ podUid: `${tag}-${i}`, jti: `${tag}-${i}` })).then(() => {
           latencies[i] = performance.now() - called;
         }),
       );
@@ -197,7 +181,7 @@ async function benchRecordAlone(
   }
   return names.map((name) => {
     const p99s = rounds.get(name)!.map((latencies) => quantile(latencies, 0.99));
-    const all = Float64Array.from(rounds.get(name)!.flatMap((latencies) => [...latencies]));
+    const all = joined(rounds.get(name)!);
     return {
       name: `store: a record alone at ${rate}/s (no HTTP), ${name}: p99`,
       value: round(median(p99s), 2),

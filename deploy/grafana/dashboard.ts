@@ -44,8 +44,12 @@ export interface PanelSpec {
 const rate = (metric: string, extra = ""): string =>
   `rate(${metric}{${SEL}${extra === "" ? "" : `,${extra}`}}[$__rate_interval])`;
 
-const quantile = (q: number): PanelQuery => ({
-  expr: `histogram_quantile(${q}, sum by (le) (${rate("kube_join_attempt_duration_seconds_bucket")}))`,
+const quantile = (
+  q: number,
+  buckets = "kube_join_attempt_duration_seconds_bucket",
+  extra = "",
+): PanelQuery => ({
+  expr: `histogram_quantile(${q}, sum by (le) (${rate(buckets, extra)}))`,
   legend: `p${Math.round(q * 100)}`,
 });
 
@@ -277,10 +281,9 @@ export const PANELS: readonly PanelSpec[] = [
     unit: "s",
     w: 8,
     h: 8,
-    queries: [0.5, 0.99].map((q) => ({
-      expr: `histogram_quantile(${q}, sum by (le) (${rate("kube_join_store_record_duration_seconds_bucket", 'result="success"')}))`,
-      legend: `p${Math.round(q * 100)}`,
-    })),
+    queries: [0.5, 0.99].map((q) =>
+      quantile(q, "kube_join_store_record_duration_seconds_bucket", 'result="success"'),
+    ),
   },
   {
     title: "Joins per store write",
